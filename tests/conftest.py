@@ -1,0 +1,55 @@
+"""Shared helpers: load a script as a fresh module and shrink it to a CPU-sized model."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.dont_write_bytecode = True  # importing the scripts leaves no __pycache__ beside them
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ["bigram", "v2", "v3", "v4", "v5"]
+ATTENTION_SCRIPTS = SCRIPTS[1:]
+
+# Small values for every hyperparameter that makes the model or a run large.
+TINY = {
+    "batch_size": 4,
+    "block_size": 8,
+    "n_embd": 16,
+    "n_head": 2,
+    "n_layer": 2,
+    "eval_iters": 2,
+    "max_new_tokens": 20,
+}
+
+
+def load_script(name):
+    """Import ROOT/name.py as a new module object, independent of earlier imports."""
+    spec = importlib.util.spec_from_file_location(f"{name}_under_test", ROOT / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def shrink(module, monkeypatch, **overrides):
+    """Set the module's own hyperparameters to TINY (and overrides) where it has them."""
+    for name, value in {**TINY, **overrides}.items():
+        if hasattr(module, name):
+            monkeypatch.setattr(module, name, value)
+    return module
+
+
+def model_class(module):
+    return getattr(module, "GPTLanguageModel", None) or module.BigramLanguageModel
+
+
+@pytest.fixture(params=SCRIPTS)
+def script(request, monkeypatch):
+    """Each script in turn, shrunk to TINY, with dropout off so that outputs are deterministic."""
+    return shrink(load_script(request.param), monkeypatch, dropout=0.0)
+
+
+@pytest.fixture(params=ATTENTION_SCRIPTS)
+def attention_script(request, monkeypatch):
+    return shrink(load_script(request.param), monkeypatch, dropout=0.0)
