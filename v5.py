@@ -299,6 +299,8 @@ def main(argv):
     model = GPTLanguageModel(vocab_size).to(target)
     print(f"{sum(p.numel() for p in model.parameters()):,} parameters, training on {target}")
     train(model, train_data, val_data)
+    if target.type == "cuda":
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB")
 
     model.eval()  # sample with training-only behaviour switched off
     context = torch.zeros((1, 1), dtype=torch.long, device=target)  # start from token 0

@@ -5,11 +5,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.dont_write_bytecode = True  # importing the scripts leaves no __pycache__ beside them
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ["bigram", "v2", "v3", "v4", "v5"]
+SCRIPTS = ["bigram", "v2", "v3", "v4", "v5", "v6"]
 ATTENTION_SCRIPTS = SCRIPTS[1:]
 
 # Small values for every hyperparameter that makes the model or a run large.
@@ -42,6 +43,16 @@ def shrink(module, monkeypatch, **overrides):
 
 def model_class(module):
     return getattr(module, "GPTLanguageModel", None) or module.BigramLanguageModel
+
+
+def training_step(module, model):
+    """A function (x, y) -> loss running the script's own optimizer and train_step, as train() sets them up."""
+    if hasattr(module, "configure_optimizer"):  # v6: its own AdamW set-up and a loss scaler (off on CPU)
+        optimizer = module.configure_optimizer(model)
+        scaler = torch.amp.GradScaler(enabled=False)
+        return lambda x, y: module.train_step(model, optimizer, scaler, x, y)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=module.learning_rate)
+    return lambda x, y: module.train_step(model, optimizer, x, y)
 
 
 @pytest.fixture(params=SCRIPTS)

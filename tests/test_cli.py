@@ -10,14 +10,16 @@ import pytest
 from conftest import ROOT, SCRIPTS, load_script
 
 TINY_ARGS = {
-    "bigram": [],
-    "v2": ["--n_embd=16"],
-    "v3": ["--n_embd=16", "--n_head=2"],
-    "v4": ["--n_embd=16", "--n_head=2", "--n_layer=1"],
-    "v5": ["--n_embd=16", "--n_head=2", "--n_layer=1"],
+    "bigram": ["--eval_iters=1"],
+    "v2": ["--eval_iters=1", "--n_embd=16"],
+    "v3": ["--eval_iters=1", "--n_embd=16", "--n_head=2"],
+    "v4": ["--eval_iters=1", "--n_embd=16", "--n_head=2", "--n_layer=1"],
+    "v5": ["--eval_iters=1", "--n_embd=16", "--n_head=2", "--n_layer=1"],
+    "v6": ["--warmup_iters=2", "--n_embd=16", "--n_head=2", "--n_layer=1"],
 }
+WRITES_SAMPLE = ["v5", "v6"]
 RUN_ARGS = ["--device=cpu", "--batch_size=4", "--block_size=8", "--max_iters=4",
-            "--eval_interval=2", "--eval_iters=1", "--max_new_tokens=40"]
+            "--eval_interval=2", "--max_new_tokens=40"]
 
 
 def run(name, *args, cwd):
@@ -47,7 +49,7 @@ def test_import_only_defines_names(name, monkeypatch, capsys):
 def test_hyperparameters_are_the_top_of_file_names(name):
     module = load_script(name)
     assert {"batch_size", "block_size", "max_iters", "eval_interval", "learning_rate",
-            "eval_iters", "device", "data_path", "seed"} <= set(module.HYPERPARAMETERS)
+            "device", "data_path", "seed"} <= set(module.HYPERPARAMETERS)
     assert all(isinstance(getattr(module, n), (int, float, str)) for n in module.HYPERPARAMETERS)
 
 
@@ -97,17 +99,19 @@ def test_bad_data_files_exit_with_a_one_line_message(script, case, tmp_path):
     assert message in exit_info.value.code and "\n" not in exit_info.value.code
 
 
-def test_v5_bad_input_leaves_an_existing_output_file_alone(tmp_path):
+@pytest.mark.parametrize("name", WRITES_SAMPLE)
+def test_bad_input_leaves_an_existing_output_file_alone(name, tmp_path):
     out = tmp_path / "mine.txt"
     out.write_text("the user's own file")
     with pytest.raises(SystemExit):
-        load_script("v5").main([f"--out_path={out}", f"--data_path={tmp_path / 'missing.txt'}"])
+        load_script(name).main([f"--out_path={out}", f"--data_path={tmp_path / 'missing.txt'}"])
     assert out.read_text() == "the user's own file"
 
 
-def test_v5_refuses_an_out_path_in_a_missing_directory(tmp_path):
+@pytest.mark.parametrize("name", WRITES_SAMPLE)
+def test_an_out_path_in_a_missing_directory_is_refused(name, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
-        load_script("v5").main([f"--out_path={tmp_path / 'no' / 'such' / 'dir.txt'}"])
+        load_script(name).main([f"--out_path={tmp_path / 'no' / 'such' / 'dir.txt'}"])
     assert "no directory" in exit_info.value.code
 
 
@@ -115,7 +119,7 @@ def test_v5_refuses_an_out_path_in_a_missing_directory(tmp_path):
 def test_script_runs_end_to_end_and_writes_nothing_into_the_repository(name, tmp_path):
     before = repository_state()
     out = tmp_path / "sample.txt"
-    extra = [f"--out_path={out}"] if name == "v5" else []
+    extra = [f"--out_path={out}"] if name in WRITES_SAMPLE else []
     result = run(name, *RUN_ARGS, *TINY_ARGS[name], *extra, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -125,11 +129,11 @@ def test_script_runs_end_to_end_and_writes_nothing_into_the_repository(name, tmp
     assert all("train loss" in line and "val loss" in line for line in step_lines)
     sample = "\n".join(lines[lines.index(step_lines[-1]) + 1:])
     assert len(sample) >= 20
-    if name == "v5":
+    if name in WRITES_SAMPLE:
         assert len(out.read_text(encoding="utf-8")) == 41  # the start token and 40 sampled
         assert lines[-1] == f"sample written to {out}"
     assert repository_state() == before
-    assert list(tmp_path.iterdir()) == ([out] if name == "v5" else [])
+    assert list(tmp_path.iterdir()) == ([out] if name in WRITES_SAMPLE else [])
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
