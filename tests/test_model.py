@@ -201,6 +201,18 @@ def test_at_its_defaults_the_model_is_the_lecture_architecture(name):
 
 
 @pytest.mark.parametrize("name", ["v5", "v6"])
+def test_weights_start_small_and_biases_at_zero(name, monkeypatch):
+    module = shrink(load_script(name), monkeypatch, n_embd=64)
+    torch.manual_seed(0)
+    model = module.GPTLanguageModel(VOCAB)
+    for sub in model.modules():
+        if isinstance(sub, (nn.Linear, nn.Embedding)):
+            assert abs(sub.weight.std().item() - 0.02) < 0.005
+        if isinstance(sub, nn.Linear) and sub.bias is not None:
+            assert torch.count_nonzero(sub.bias) == 0
+
+
+@pytest.mark.parametrize("name", ["v5", "v6"])
 def test_dropout_is_active_in_training_and_off_in_eval(name, monkeypatch):
     module = shrink(load_script(name), monkeypatch, dropout=0.5)
     model = make_model(module)
