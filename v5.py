@@ -23,9 +23,9 @@ from torch.nn import functional as F
 # hyperparameters (each can be overridden on the command line: --name=value)
 batch_size = 64  # independent sequences processed in parallel
 block_size = 256  # maximum context length for predictions, in characters
-max_iters = 5000  # optimizer steps
+max_iters = 2250  # optimizer steps
 eval_interval = 500  # steps between loss estimates
-learning_rate = 3e-4  # AdamW step size (attention wants a smaller one than the bigram table)
+learning_rate = 6e-4  # AdamW step size (attention wants a smaller one than the bigram table)
 eval_iters = 200  # batches averaged per loss estimate
 n_embd = 384  # embedding dimension: the width of every token's vector
 n_head = 6  # attention heads, each of size n_embd // n_head

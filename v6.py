@@ -27,7 +27,7 @@ from torch.nn import functional as F
 # hyperparameters (each can be overridden on the command line: --name=value)
 batch_size = 64  # independent sequences processed in parallel
 block_size = 256  # maximum context length for predictions, in characters
-max_iters = 1500  # optimizer steps
+max_iters = 2000  # optimizer steps
 eval_interval = 100  # steps between loss estimates
 learning_rate = 1e-3  # peak AdamW step size, reached after the warmup
 min_lr = 1e-4  # the step size the cosine schedule ends at
