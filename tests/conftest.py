@@ -41,6 +41,14 @@ def shrink(module, monkeypatch, **overrides):
     return module
 
 
+@pytest.fixture(scope="session")
+def small_text(tmp_path_factory):
+    """The first 20,000 characters of input.txt: enough for a few steps, quick to evaluate in full."""
+    path = tmp_path_factory.mktemp("data") / "small.txt"
+    path.write_text((ROOT / "input.txt").read_text(encoding="utf-8")[:20_000], encoding="utf-8")
+    return path
+
+
 def model_class(module):
     return getattr(module, "GPTLanguageModel", None) or module.BigramLanguageModel
 

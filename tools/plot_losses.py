@@ -33,7 +33,9 @@ def main(argv):
             if data == corpus and points:
                 label = version + (f" (seed {seed})" if seed else "")
                 ax.plot(*zip(*points), label=label, linewidth=1.2)
-        ax.set(title=corpus, xlabel="step", yscale="log")
+        ax.set(title=corpus, xlabel="step", yscale="log")  # log: the late, small gains stay visible
+        ax.set_yticks([1.4, 1.5, 1.6, 1.8, 2.0, 2.5, 3.0, 4.0], labels=["1.4", "1.5", "1.6", "1.8", "2.0", "2.5", "3.0", "4.0"])
+        ax.minorticks_off()
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     axes[0][0].set_ylabel("val loss")

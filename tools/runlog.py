@@ -143,7 +143,7 @@ def speed(record, targets=(1.50, 1.47)):
 def cell(column, value):
     """A table cell: losses to four decimals, seconds to one, counts with thousands separators."""
     if value is None:
-        return "not reached"
+        return "not reached" if column.startswith("seconds to") else "n/a"
     if "loss" in column:
         return f"{value:.4f}"
     if "seconds" in column or "(s)" in column:

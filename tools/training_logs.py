@@ -9,6 +9,7 @@ and its output verbatim. Nothing in the file is typed by hand.
 """
 
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -47,8 +48,9 @@ def speed_section(records):
         if len(mine) > 1:
             medians = []
             for column in [f"seconds to val ≤ {t:.2f}" for t in TARGETS] + ["best val loss"]:
-                values = [row[column] for row in mine]
-                median = statistics.median(values) if None not in values else None
+                # a target never reached counts as reached infinitely late
+                median = statistics.median(math.inf if row[column] is None else row[column] for row in mine)
+                median = None if math.isinf(median) else median
                 medians.append(f"{column} {runlog.cell(column, median)}")
             lines += [f"Median of the {len(mine)} {script} runs: " + "; ".join(medians) + ".", ""]
     lines += ["Commands:", ""] + [f"    {r['command']}" for r in runs] + [""]
