@@ -4,9 +4,9 @@ New in this file, after v4.py: every Block normalises its input before attention
 and before the feed-forward network (pre-norm LayerNorm), and a final LayerNorm
 precedes lm_head, which keeps a deeper stack trainable; dropout on the attention
 weights and on the outputs of the projections and the feed-forward network fights
-overfitting. The model is scaled up to 6 layers of 6 heads, 384 wide, reading 256
-characters of context, and runs on CUDA when present. The sample is also written
-to out_path.
+overfitting; weights start small, from N(0, 0.02). The model is scaled up to 6
+layers of 6 heads, 384 wide, reading 256 characters of context, and runs on CUDA
+when present. The sample is also written to out_path.
 
     python v5.py                                   # on a GPU
     python v5.py --max_iters=500 --data_path=other.txt

@@ -304,7 +304,7 @@ def train(model, train_data, val_data):
     # only the training step is compiled: evaluation and sampling run eagerly, with other shapes
     step_model = torch.compile(model) if compile and on_cuda else model
     val_windows = eval_windows(val_data)
-    # as many training windows as validation windows, spread evenly over the training split
+    # about as many training windows as validation windows, spread evenly over the training split
     train_windows = eval_windows(train_data, every=max(1, len(train_data) // len(val_data)))
     start = time.time()
 
