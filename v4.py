@@ -32,6 +32,7 @@ max_new_tokens = 2000  # characters sampled after training
 device = "auto"  # 'auto' picks cuda, then mps, then cpu
 data_path = str(Path(__file__).with_name("input.txt"))  # training text: any UTF-8 file
 seed = 1337  # random seed: the same seed gives the same run
+# the names above: the ones --name=value may set
 HYPERPARAMETERS = [name for name, value in globals().items()
                    if not name.startswith("_") and isinstance(value, (bool, int, float, str))]
 
@@ -50,8 +51,8 @@ def apply_overrides(argv):
             sys.exit(f"error: --{name} expects a value of type {kind.__name__}, got {value!r};"
                      " valid names: " + ", ".join(HYPERPARAMETERS))
     at_least_one = ["batch_size", "block_size", "eval_interval", "eval_iters", "n_embd", "n_head", "n_layer"]
-    if max_iters < 0 or any(globals()[name] < 1 for name in at_least_one):
-        sys.exit("error: max_iters must be >= 0, and " + ", ".join(at_least_one) + " >= 1")
+    if max_iters < 0 or learning_rate <= 0 or any(globals()[name] < 1 for name in at_least_one):
+        sys.exit("error: max_iters must be >= 0, learning_rate > 0, and " + ", ".join(at_least_one) + " >= 1")
     if n_embd % n_head:
         sys.exit(f"error: n_embd={n_embd} must be divisible by n_head={n_head}")
 
@@ -63,7 +64,10 @@ def pick_device(name):
     available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
     if not available.get(name.split(":")[0], False):
         sys.exit(f"error: device {name!r} is not available here; use auto, cpu, cuda or mps")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        sys.exit(f"error: {name!r} is not a device name; use auto, cpu, cuda or mps")
 
 
 # ---- data -----------------------------------------------------------------

@@ -66,6 +66,8 @@ BAD_ARGS = {
     "wrong type": (["--max_iters=1.5"], "expects a value of type int"),
     "negative max_iters": (["--max_iters=-1"], "max_iters must be >= 0"),
     "unknown device": (["--device=tpu"], "not available"),
+    "malformed device": (["--device=cpu:x"], "not a device name"),
+    "learning rate not positive": (["--learning_rate=0"], "learning_rate > 0"),
 }
 
 
@@ -97,6 +99,13 @@ def test_bad_data_files_exit_with_a_one_line_message(script, case, tmp_path):
         script.main([f"--data_path={path}", "--block_size=8", "--device=cpu"])
     assert isinstance(exit_info.value.code, str)
     assert message in exit_info.value.code and "\n" not in exit_info.value.code
+
+
+@pytest.mark.parametrize("arg", ["--min_lr=-1", "--weight_decay=-0.1", "--grad_clip=-1", "--beta2=1.0"])
+def test_v6_rejects_optimizer_settings_adamw_would_refuse(arg):
+    with pytest.raises(SystemExit) as exit_info:
+        load_script("v6").main([arg])
+    assert "must be >= 0, and beta2 in [0, 1)" in exit_info.value.code
 
 
 @pytest.mark.parametrize("name", WRITES_SAMPLE)
@@ -143,4 +152,7 @@ def test_bad_input_from_the_shell_is_one_line_on_stderr_and_status_1(name, tmp_p
     result = run(name, "--max_iters=-5", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stdout == ""
-    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    # the script's own output is its last line; torch may warn on import before it (without numpy, say)
+    assert result.stderr.endswith("\n") and result.stderr.splitlines()[-1].startswith("error: max_iters must be")
+    assert sum(line.startswith("error:") for line in result.stderr.splitlines()) == 1
+    assert "Traceback" not in result.stderr
