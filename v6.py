@@ -265,9 +265,10 @@ def estimate_loss(model, splits):
     for split, (x, y) in splits.items():
         total = torch.zeros((), device=x.device)  # stays on the device: no sync per batch
         for i in range(0, len(x), batch_size):
+            xb, yb = x[i:i + batch_size], y[i:i + batch_size]
             with autocast(x.device):
-                _, loss = model(x[i:i + batch_size], y[i:i + batch_size])
-            total += loss.float() * len(x[i:i + batch_size])
+                _, loss = model(xb, yb)
+            total += loss.float() * len(xb)  # weighted by size: the last batch may be smaller
         out[split] = (total / len(x)).item()
     model.train()
     return out
@@ -340,7 +341,7 @@ def main(argv):
     elif target.type == "cpu" and device == "auto":
         print("note: no GPU found; the defaults take hours on a CPU. A CPU-sized run:\n"
               "  python v6.py --batch_size=32 --block_size=64 --n_embd=128 --n_head=4"
-              " --n_layer=4 --max_iters=2000")
+              " --n_layer=4 --max_iters=2000 --eval_interval=500")
     text = load_text(data_path)
     encode, decode, vocab_size = build_tokenizer(text)
     train_data, val_data = split_data(torch.tensor(encode(text), dtype=torch.long))
