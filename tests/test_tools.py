@@ -10,6 +10,7 @@ from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "tools"))
 import build_input  # noqa: E402
+import plot_losses  # noqa: E402
 import runlog  # noqa: E402
 import training_logs  # noqa: E402
 
@@ -163,3 +164,10 @@ def test_benchmark_runs_a_script_and_prints_its_speed_row(tmp_path, small_text):
     assert run["command"] == "python v6.py " + " ".join(args)
     times = [t for t, _ in run["lines"]]
     assert times == sorted(times) and len(runlog.steps(run["lines"])) == 3
+
+
+@pytest.mark.parametrize("args", [["--log=training_logs.md"], ["training_logs.md"], ["--out"]])
+def test_plot_tool_refuses_arguments_it_does_not_know(args):
+    with pytest.raises(SystemExit) as exit_info:
+        plot_losses.main(args)
+    assert exit_info.value.code.startswith("usage: python tools/plot_losses.py")

@@ -10,8 +10,13 @@ from pathlib import Path
 import runlog
 
 
+USAGE = "usage: python tools/plot_losses.py [--logs=training_logs.md] [--out=loss_curves.png]"
+
+
 def main(argv):
     options = dict(arg.split("=", 1) for arg in argv if "=" in arg)
+    if len(options) != len(argv) or not set(options) <= {"--logs", "--out"}:
+        sys.exit(USAGE)
     logs = Path(options.get("--logs", runlog.ROOT / "training_logs.md"))
     out = Path(options.get("--out", runlog.ROOT / "loss_curves.png"))
     try:
