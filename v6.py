@@ -1,21 +1,23 @@
-"""v5's GPT, fast: the same model, trained at full speed.
+"""v5's GPT, fast: the same model and the same training, in a fraction of the time.
 
-New in this file, after v5.py, and nothing but speed: the heads' separate key, query
-and value layers become one fused projection feeding F.scaled_dot_product_attention
-(a flash-attention kernel on CUDA); CUDA runs in bf16 autocast (fp16 with gradient
-scaling where the GPU lacks bf16) and the training step is compiled by torch.compile;
-batches are gathered on the device in one indexing operation; AdamW is fused, decays
-only the weight matrices and follows a warmup + cosine learning-rate schedule, with
-gradient clipping; and the loss is measured exactly over every non-overlapping window
-of the validation split, which is cheap enough to do often. The defaults are chosen
-for the time to reach a target validation loss.
+New in this file, after v5.py, and nothing but speed: one fused q/k/v projection
+feeds F.scaled_dot_product_attention (flash attention on CUDA); CUDA computes in
+bf16 autocast (fp16 with gradient scaling where bf16 is missing) and TF32; the
+training step is compiled by torch.compile; AdamW is fused; batches are gathered on
+the device; and sampling replays one recorded CUDA graph per character. The
+hyperparameters, optimizer and evaluation are v5's: so is the loss curve.
 
     python v6.py                                   # on a GPU
-    python v6.py --compile=False --max_iters=500 --data_path=other.txt
+    python v6.py --batch_size=32 --block_size=64 --n_embd=128 --n_head=4 --n_layer=4 --max_iters=2000 --eval_iters=50
+
+Its figures on an H100 against v5's are pending (README, "Results").
 """
 
 import contextlib
 import math
+import operator
+import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -27,14 +29,10 @@ from torch.nn import functional as F
 # hyperparameters (each can be overridden on the command line: --name=value)
 batch_size = 64  # independent sequences processed in parallel
 block_size = 256  # maximum context length for predictions, in characters
-max_iters = 2000  # optimizer steps
-eval_interval = 100  # steps between loss estimates
-learning_rate = 1e-3  # peak AdamW step size, reached after the warmup
-min_lr = 1e-4  # the step size the cosine schedule ends at
-warmup_iters = 100  # steps of linear warmup from zero to learning_rate
-weight_decay = 0.1  # AdamW weight decay, applied to the weight matrices only
-beta2 = 0.99  # AdamW's second-moment decay: a shorter memory suits few, small steps
-grad_clip = 1.0  # gradients are rescaled to at most this global norm
+max_iters = 2250  # optimizer steps (lecture: 5000; see README)
+eval_interval = 500  # steps between loss estimates
+learning_rate = 6e-4  # AdamW step size (lecture: 3e-4; see README)
+eval_iters = 200  # batches averaged per loss estimate
 n_embd = 384  # embedding dimension: the width of every token's vector
 n_head = 6  # attention heads, each of size n_embd // n_head
 n_layer = 6  # transformer blocks stacked
@@ -43,68 +41,14 @@ max_new_tokens = 2000  # characters sampled after training
 device = "auto"  # 'auto' picks cuda, then mps, then cpu
 data_path = str(Path(__file__).with_name("input.txt"))  # training text: any UTF-8 file
 seed = 1337  # random seed: the same seed gives the same run
-out_path = str(Path(__file__).with_name("output.txt"))  # where the sample is written
-compile = True  # torch.compile the training step on CUDA (False or True; never on CPU or mps)
+out_path = str(Path(__file__).with_name("output.txt"))  # file the sample is also written to ('' = printed only)
+compile = True  # torch.compile the training step on CUDA (never on CPU or mps)
 # the names above: the ones --name=value may set
 HYPERPARAMETERS = [name for name, value in globals().items()
                    if not name.startswith("_") and isinstance(value, (bool, int, float, str))]
 
 
-def apply_overrides(argv):
-    """Set hyperparameters from --name=value arguments, cast to the type of their default."""
-    for arg in argv:
-        name, has_value, value = arg.removeprefix("--").partition("=")
-        if not arg.startswith("--") or not has_value or name not in HYPERPARAMETERS:
-            sys.exit(f"error: unknown argument {arg!r}; valid: --name=value with name one of "
-                     + ", ".join(HYPERPARAMETERS))
-        kind = type(globals()[name])
-        try:
-            globals()[name] = {"True": True, "False": False}[value] if kind is bool else kind(value)
-        except (KeyError, ValueError):
-            sys.exit(f"error: --{name} expects a value of type {kind.__name__}, got {value!r};"
-                     " valid names: " + ", ".join(HYPERPARAMETERS))
-    at_least_one = ["batch_size", "block_size", "eval_interval", "warmup_iters", "n_embd", "n_head", "n_layer"]
-    if max_iters < 0 or learning_rate <= 0 or any(globals()[name] < 1 for name in at_least_one):
-        sys.exit("error: max_iters must be >= 0, learning_rate > 0, and " + ", ".join(at_least_one) + " >= 1")
-    if n_embd % n_head:
-        sys.exit(f"error: n_embd={n_embd} must be divisible by n_head={n_head}")
-    if not 0 <= dropout < 1:
-        sys.exit(f"error: dropout={dropout} must be in [0, 1)")
-    if min(min_lr, weight_decay, grad_clip) < 0 or not 0 <= beta2 < 1:
-        sys.exit("error: min_lr, weight_decay and grad_clip must be >= 0, and beta2 in [0, 1)")
-    if not Path(out_path).parent.is_dir():
-        sys.exit(f"error: no directory to write {out_path} into")
-
-
-def pick_device(name):
-    """'auto' picks cuda, then mps, then cpu; any other name must be available here."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-    if not available.get(name.split(":")[0], False):
-        sys.exit(f"error: device {name!r} is not available here; use auto, cpu, cuda or mps")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        sys.exit(f"error: {name!r} is not a device name; use auto, cpu, cuda or mps")
-
-
 # ---- data -----------------------------------------------------------------
-
-def load_text(path):
-    """Read the training text; anything unusable ends the run with a one-line error."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        sys.exit(f"error: no data file at {path}")
-    except UnicodeDecodeError:
-        sys.exit(f"error: {path} is not UTF-8 text")
-    except OSError as error:
-        sys.exit(f"error: cannot read {path}: {error.strerror}")
-    if not text:
-        sys.exit(f"error: {path} is empty")
-    return text
-
 
 def build_tokenizer(text):
     """Character-level tokenizer: each distinct character of the text is one token."""
@@ -139,14 +83,29 @@ def get_batch(data):
     return windows[:, :-1], windows[:, 1:]  # (B, T) each
 
 
-def eval_windows(data, every=1):
-    """Every `every`-th non-overlapping block_size window of data, as inputs and targets (N, T)."""
-    starts = torch.arange(0, (len(data) - 1) // block_size, every, device=data.device) * block_size
-    windows = data[starts[:, None] + torch.arange(block_size + 1, device=data.device)]  # (N, T + 1)
-    return windows[:, :-1], windows[:, 1:]
-
-
 # ---- model ----------------------------------------------------------------
+
+def cuda_graph(forward):
+    """Record the CUDA kernels of one call of forward(); return a function that replays them.
+
+    A replay reads and writes the memory the recorded call did: update the inputs in place,
+    and read the output, the same tensor each time, before the next replay."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):  # warm-up calls on a side stream, as recording requires
+        for _ in range(3):
+            forward()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = forward()
+
+    def replay():
+        graph.replay()
+        return out
+
+    return replay
+
 
 class MultiHeadAttention(nn.Module):
     """Causal self-attention of num_heads heads, computed for all heads at once."""
@@ -238,14 +197,26 @@ class GPTLanguageModel(nn.Module):
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens):
-        """Extend idx (B, T) by max_new_tokens characters, each sampled from the model."""
-        for _ in range(max_new_tokens):
-            idx_cond = idx[:, -block_size:]  # the position table has block_size rows: crop the context
-            logits, _ = self(idx_cond)  # (B, T, vocab_size)
-            probs = F.softmax(logits[:, -1, :], dim=-1)  # the last position only: (B, vocab_size)
-            idx_next = torch.multinomial(probs, num_samples=1)  # (B, 1)
-            idx = torch.cat((idx, idx_next), dim=1)  # (B, T + 1)
-        return idx
+        """Extend idx (B, T) by max_new_tokens characters, each sampled from the model.
+
+        Every forward pass reads a window of exactly block_size positions, so that on CUDA it is
+        recorded once and replayed. Until the text fills the window, its tail is padding that
+        attention, being causal, hides from the real positions: their logits are v5's."""
+        B, T = idx.shape
+        out = torch.zeros((B, max(T + max_new_tokens, block_size)), dtype=torch.long, device=idx.device)
+        out[:, :T] = idx
+        window = out[:, :block_size].clone()  # the forward pass's input, updated in place
+
+        def forward():
+            return self(window)[0]  # (B, block_size) -> (B, block_size, vocab_size)
+
+        logits_of = cuda_graph(forward) if idx.is_cuda else forward
+        for t in range(T, T + max_new_tokens):
+            start = max(0, t - block_size)  # the window holds positions start .. start + block_size - 1
+            window.copy_(out[:, start:start + block_size])
+            probs = F.softmax(logits_of()[:, t - 1 - start, :], dim=-1)  # at position t - 1: (B, vocab_size)
+            out[:, t:t + 1] = torch.multinomial(probs, num_samples=1)  # (B, 1)
+        return out[:, :T + max_new_tokens]
 
 
 # ---- training -------------------------------------------------------------
@@ -254,40 +225,25 @@ def autocast(device):
     """bf16 autocast on CUDA (fp16 where the GPU has no bf16); float32 elsewhere."""
     if device.type != "cuda":
         return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # no cache of weights cast to bf16: a recorded CUDA graph must not read a cache that is freed
+    return torch.autocast("cuda", dtype=dtype, cache_enabled=False)
 
 
 @torch.no_grad()
 def estimate_loss(model, splits):
-    """Mean loss over the given windows of each split, with the model in eval mode."""
+    """Mean loss over eval_iters random batches of each split, with the model in eval mode."""
     model.eval()
     out = {}
-    for split, (x, y) in splits.items():
-        total = torch.zeros((), device=x.device)  # stays on the device: no sync per batch
-        for i in range(0, len(x), batch_size):
-            xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-            with autocast(x.device):
-                _, loss = model(xb, yb)
-            total += loss.float() * len(xb)  # weighted by size: the last batch may be smaller
-        out[split] = (total / len(x)).item()
+    for split, data in splits.items():
+        losses = torch.zeros(eval_iters, device=data.device)  # stays on the device: no sync per batch
+        for k in range(eval_iters):
+            with autocast(data.device):
+                _, loss = model(*get_batch(data))
+            losses[k] = loss
+        out[split] = losses.mean().item()
     model.train()
     return out
-
-
-def configure_optimizer(model):
-    """AdamW that decays the weight matrices only, not biases or LayerNorm gains; fused on CUDA."""
-    params = list(model.parameters())
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, beta2), fused=params[0].is_cuda)
-
-
-def lr_at(step):
-    """Linear warmup to learning_rate over warmup_iters, then cosine decay to min_lr at max_iters."""
-    if step < warmup_iters:
-        return learning_rate * (step + 1) / warmup_iters
-    progress = min(1.0, (step - warmup_iters) / max(1, max_iters - warmup_iters))
-    return min_lr + 0.5 * (learning_rate - min_lr) * (1 + math.cos(math.pi * progress))
 
 
 def train_step(model, optimizer, scaler, xb, yb):
@@ -296,8 +252,6 @@ def train_step(model, optimizer, scaler, xb, yb):
         _, loss = model(xb, yb)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()  # fp16 only: the loss is scaled up so small gradients survive
-    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     scaler.step(optimizer)
     scaler.update()
     return loss
@@ -305,30 +259,24 @@ def train_step(model, optimizer, scaler, xb, yb):
 
 def train(model, train_data, val_data):
     """max_iters AdamW steps on random batches, reporting losses every eval_interval steps."""
-    optimizer = configure_optimizer(model)
     on_cuda = train_data.device.type == "cuda"
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, fused=on_cuda)  # one kernel per step
     scaler = torch.amp.GradScaler(enabled=on_cuda and not torch.cuda.is_bf16_supported())
     # only the training step is compiled: evaluation and sampling run eagerly, with other shapes
     step_model = torch.compile(model) if compile and on_cuda else model
-    val_windows = eval_windows(val_data)
-    # about as many training windows as validation windows, spread evenly over the training split
-    train_windows = eval_windows(train_data, every=max(1, len(train_data) // len(val_data)))
-    start = time.time()
+    timer = StepTimer()  # time per step and time left, for the lines below
 
     def report(step):
-        losses = estimate_loss(model, {"train": train_windows, "val": val_windows})
-        line = f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
-        if step > 0:  # time per step so far, evaluations included, and what that leaves
-            per_step = (time.time() - start) / step
-            line += f" | {per_step * 1000:.1f} ms/step, {per_step * (max_iters - step):.0f} s left"
-        print(line, flush=True)
+        losses = estimate_loss(model, {"train": train_data, "val": val_data})
+        print(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
+              + timer.lap(step), flush=True)
+        stop_if_diverged(step, losses)
 
     for step in range(max_iters):
         if step % eval_interval == 0:
             report(step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step)
         train_step(step_model, optimizer, scaler, *get_batch(train_data))
+        timer.tick(step + 1)
     report(max_iters)
 
 
@@ -337,11 +285,7 @@ def main(argv):
     torch.manual_seed(seed)
     target = pick_device(device)
     if target.type == "cuda":
-        torch.set_float32_matmul_precision("high")  # TF32 tensor cores for float32 matmuls
-    elif target.type == "cpu" and device == "auto":
-        print("note: no GPU found; the defaults take hours on a CPU. A CPU-sized run:\n"
-              "  python v6.py --batch_size=32 --block_size=64 --n_embd=128 --n_head=4"
-              " --n_layer=4 --max_iters=2000 --eval_interval=500")
+        torch.set_float32_matmul_precision("high")  # TF32 tensor cores for the matmuls left in float32
     text = load_text(data_path)
     encode, decode, vocab_size = build_tokenizer(text)
     train_data, val_data = split_data(torch.tensor(encode(text), dtype=torch.long))
@@ -349,6 +293,7 @@ def main(argv):
 
     model = GPTLanguageModel(vocab_size).to(target)
     print(f"{sum(p.numel() for p in model.parameters()):,} parameters, training on {target}")
+    refuse_hours_on_cpu(model, target)
     train(model, train_data, val_data)
     if target.type == "cuda":
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB")
@@ -357,10 +302,197 @@ def main(argv):
     context = torch.zeros((1, 1), dtype=torch.long, device=target)  # start from token 0
     with autocast(target):
         sample = decode(model.generate(context, max_new_tokens)[0].tolist())
+    if out_path:
+        Path(out_path).write_text(sample, encoding="utf-8")
+        print(f"sample, also written to {out_path}:")
     print(sample)
-    Path(out_path).write_text(sample, encoding="utf-8")
-    print(f"sample written to {out_path}")
+
+
+# What each number may be: "OP VALUE", joined by " and "; VALUE is a number or another name.
+RULES = {
+    "batch_size": ">= 1",
+    "block_size": ">= 1",
+    "max_iters": ">= 0",
+    "eval_interval": ">= 1",
+    "learning_rate": "> 0",
+    "eval_iters": ">= 1",
+    "n_embd": ">= 1 and multiple of n_head",
+    "n_head": ">= 1",
+    "n_layer": ">= 1",
+    "dropout": ">= 0 and < 1",
+    "max_new_tokens": ">= 0",
+    "seed": ">= 0 and < 18446744073709551616",
+}
+# a CPU-sized run to suggest when device=auto finds no GPU and these sizes would take hours
+CPU_ARGS = "--batch_size=32 --block_size=64 --n_embd=128 --n_head=4 --n_layer=4 --max_iters=2000 --eval_iters=50"
+
+
+# ---- command line and input checks (the same in every file) ----------------
+
+OPERATORS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt,
+             "multiple of": lambda value, base: value % base == 0}
+KINDS = {int: "an integer", float: "a finite number", bool: "True or False", str: "a string"}
+
+
+def apply_overrides(argv):
+    """Set hyperparameters from --name=value arguments, cast to the type of their default, then check them."""
+    if "--help" in argv or "-h" in argv:
+        print_help()
+        sys.exit(0)
+    for arg in argv:
+        name, has_value, value = arg.removeprefix("--").partition("=")
+        if not arg.startswith("--") or name not in HYPERPARAMETERS:
+            sys.exit(f"error: unknown argument {arg!r}; python {Path(__file__).name} --help lists the names")
+        if not has_value:
+            sys.exit(f"error: {arg} has no value: the form is --{name}=value")
+        kind = type(globals()[name])
+        try:
+            globals()[name] = {"True": True, "False": False}[value] if kind is bool else kind(value)
+        except (KeyError, ValueError):
+            sys.exit(f"error: --{name} must be {KINDS[kind]}, got {value!r}")
+    for name, rule in RULES.items():
+        check_rule(name, rule)
+    check_output_paths()
+
+
+def check_rule(name, rule):
+    """Exit with a one-line error unless the hyperparameter is finite and meets every part of its rule."""
+    value = globals()[name]
+    for part in rule.split(" and "):
+        op, bound = part.rsplit(" ", 1)
+        limit = globals()[bound] if bound in HYPERPARAMETERS else int(bound) if bound.isdigit() else float(bound)
+        if (isinstance(value, float) and not math.isfinite(value)) or not OPERATORS[op](value, limit):
+            shown = f"{bound} ({limit})" if bound in HYPERPARAMETERS else bound
+            sys.exit(f"error: --{name} must be {KINDS[type(value)]} "
+                     + rule.replace(bound, shown) + f", got {value}")
+
+
+def check_output_paths():
+    """Every *_path but data_path is written: it must be a file in an existing, writable directory,
+    and neither the training text nor another output."""
+    outputs = [name for name in HYPERPARAMETERS if name.endswith("_path") and name != "data_path"]
+    seen = {os.path.realpath(data_path): "data_path"}
+    for name in outputs:
+        path = globals()[name]
+        if not path:
+            continue
+        real = os.path.realpath(path)
+        if real in seen:
+            sys.exit(f"error: --{name}={path} is also --{seen[real]}; writing it would destroy that file")
+        seen[real] = name
+        if os.path.isdir(path):
+            sys.exit(f"error: --{name}={path} is a directory; give a file name")
+        directory = os.path.dirname(real)
+        if not os.path.isdir(directory):
+            sys.exit(f"error: --{name}={path}: no directory {directory} to write into")
+        if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+            sys.exit(f"error: --{name}={path} cannot be written here")
+
+
+def print_help():
+    """Every hyperparameter with its default and its comment, read from the top of this file."""
+    comments = dict(re.findall(r"^(\w+) = .*?  # (.*)$", Path(__file__).read_text(encoding="utf-8"), re.M))
+    print(f"usage: python {Path(__file__).name} [--name=value ...]\n\n{__doc__.splitlines()[0]}\n")
+    for name in HYPERPARAMETERS:
+        rule = f" [{RULES[name]}]" if name in RULES else ""
+        print(f"  --{name}={globals()[name]}\n      {comments.get(name, '')}{rule}")
+
+
+def pick_device(name):
+    """'auto' picks cuda, then mps, then cpu; any other name must be a device present here."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    try:
+        target = torch.device(name)
+    except RuntimeError:
+        sys.exit(f"error: --device={name} is not a device name; use auto, cpu, cuda, cuda:N or mps")
+    count = {"cpu": 1, "cuda": torch.cuda.device_count(), "mps": int(torch.backends.mps.is_available())}
+    if (target.index or 0) >= count.get(target.type, 0):
+        sys.exit(f"error: --device={name} is not available here; use auto, cpu, cuda, cuda:N or mps")
+    return target
+
+
+def refuse_hours_on_cpu(model, target):
+    """With device=auto and no GPU, stop before a run that would take over an hour on this CPU.
+
+    The estimate times one forward pass of one sequence, without drawing random numbers,
+    and counts a training step as three such passes (forward and backward) per sequence."""
+    if device != "auto" or target.type != "cpu":
+        return
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        window = torch.zeros((1, block_size), dtype=torch.long)
+        model(window)  # the first pass allocates; time the second
+        start = time.perf_counter()
+        model(window)
+        seconds = 3 * batch_size * (time.perf_counter() - start) * max_iters
+    model.train(was_training)
+    if seconds > 3600:
+        suggestion = f"python {Path(__file__).name} {CPU_ARGS}" if CPU_ARGS else "smaller sizes"
+        sys.exit(f"error: no GPU found, and these sizes need at least {duration(seconds)} of training on"
+                 f" this CPU (estimated from one forward pass); try {suggestion}, or pass --device=cpu to run anyway")
+
+
+def load_text(path):
+    """Read the training text; anything unusable ends the run with a one-line error."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        sys.exit(f"error: no data file at {path}")
+    except UnicodeDecodeError:
+        sys.exit(f"error: {path} is not UTF-8 text")
+    except OSError as error:
+        sys.exit(f"error: cannot read {path}: {error.strerror}")
+    if not text:
+        sys.exit(f"error: {path} is empty")
+    return text
+
+
+def duration(seconds):
+    """A time span as a person reads it: '42 s', '12 min' or '3.5 h'."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+class StepTimer:
+    """Time per training step, evaluations included, and the time left to max_iters."""
+
+    def __init__(self, first_step=0):
+        self.first_step = first_step
+        self.start = self.last_line = time.time()
+
+    def lap(self, step):
+        """' | 12.3 ms/step, 4 min left' for a line printed after step steps ('' before any)."""
+        self.last_line = time.time()
+        if step == self.first_step:
+            return ""
+        per_step = (self.last_line - self.start) / (step - self.first_step)
+        return f" | {per_step * 1000:.1f} ms/step, {duration(per_step * (max_iters - step))} left"
+
+    def tick(self, step):
+        """After each training step: a progress line whenever 10 s have passed without one."""
+        if time.time() - self.last_line >= 10:
+            print(f"... step {step}/{max_iters}" + self.lap(step), flush=True)
+
+
+def stop_if_diverged(step, losses):
+    """A loss that is NaN or infinite will not come back: end the run with a one-line error."""
+    if not all(math.isfinite(loss) for loss in losses.values()):
+        shown = ", ".join(f"{split} {loss}" for split, loss in losses.items())
+        sys.exit(f"error: training diverged: the loss is not finite at step {step} ({shown});"
+                 " try a smaller --learning_rate")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except KeyboardInterrupt:  # Ctrl-C: stop without a traceback
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:  # the output went to a program that stopped reading it (head, say)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        sys.exit(1)
+    except torch.OutOfMemoryError:
+        sys.exit("error: out of GPU memory at these sizes; try a smaller --batch_size or --block_size")

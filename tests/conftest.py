@@ -1,6 +1,7 @@
 """Shared helpers: load a script as a fresh module and shrink it to a CPU-sized model."""
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import torch
 sys.dont_write_bytecode = True  # importing the scripts leaves no __pycache__ beside them
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ["bigram", "v2", "v3", "v4", "v5", "v6"]
+SCRIPTS = ["bigram", "v2", "v3", "v4", "v5", "v6", "v7"]
 ATTENTION_SCRIPTS = SCRIPTS[1:]
+GPT_SCRIPTS = SCRIPTS[4:]  # the full model: LayerNorm, dropout, N(0, 0.02) initialisation
 
 # Small values for every hyperparameter that makes the model or a run large.
 TINY = {
@@ -21,6 +23,7 @@ TINY = {
     "n_head": 2,
     "n_layer": 2,
     "eval_iters": 2,
+    "warmup_iters": 2,
     "max_new_tokens": 20,
 }
 
@@ -41,6 +44,18 @@ def shrink(module, monkeypatch, **overrides):
     return module
 
 
+def tiny_args(module, **overrides):
+    """--name=value for TINY (and overrides) where the module has the name: a run of a second or two."""
+    values = {**TINY, "max_iters": 4, "eval_interval": 2, "eval_iters": 1, "device": "cpu", **overrides}
+    return [f"--{name}={value}" for name, value in values.items() if name in module.HYPERPARAMETERS]
+
+
+def run_script(name, *args, cwd, timeout=60):
+    """`python name.py args...` in cwd, as a user runs it."""
+    return subprocess.run([sys.executable, str(ROOT / f"{name}.py"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.fixture(scope="session")
 def small_text(tmp_path_factory):
     """The first 20,000 characters of input.txt: enough for a few steps, quick to evaluate in full."""
@@ -55,12 +70,30 @@ def model_class(module):
 
 def training_step(module, model):
     """A function (x, y) -> loss running the script's own optimizer and train_step, as train() sets them up."""
-    if hasattr(module, "configure_optimizer"):  # v6: its own AdamW set-up and a loss scaler (off on CPU)
+    if hasattr(module, "configure_optimizer"):  # v7: decay groups, betas
         optimizer = module.configure_optimizer(model)
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=module.learning_rate)
+    if hasattr(module, "autocast"):  # v6 on: a loss scaler for fp16 (off on the CPU)
         scaler = torch.amp.GradScaler(enabled=False)
         return lambda x, y: module.train_step(model, optimizer, scaler, x, y)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=module.learning_rate)
     return lambda x, y: module.train_step(model, optimizer, x, y)
+
+
+def v5_weights_for_v6(state):
+    """v5's state dict in v6's layout: each block's per-head query, key and value weights stacked
+    into one qkv matrix; v5's causal-mask buffers dropped (v6 asks the attention kernel instead)."""
+    out = {}
+    for key, value in state.items():
+        if ".heads." not in key:
+            out[key] = value
+        elif key.endswith(".heads.0.query.weight"):
+            prefix = key.removesuffix("heads.0.query.weight")
+            n_heads = sum(k.startswith(prefix + "heads.") and k.endswith(".query.weight") for k in state)
+            out[prefix + "qkv.weight"] = torch.cat([state[f"{prefix}heads.{h}.{part}.weight"]
+                                                    for part in ("query", "key", "value")
+                                                    for h in range(n_heads)])
+    return out
 
 
 @pytest.fixture(params=SCRIPTS)

@@ -154,14 +154,14 @@ def test_benchmark_runs_a_script_and_prints_its_speed_row(tmp_path, small_text):
             "--warmup_iters=2", "--n_embd=16", "--n_head=2", "--n_layer=1", "--max_new_tokens=10",
             f"--data_path={small_text}", f"--out_path={tmp_path / 'sample.txt'}"]
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "benchmark.py"), f"--record={saved}",
-                             "v6.py", *args], capture_output=True, text=True, timeout=120)
+                             "v7.py", *args], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     table = result.stdout.strip().splitlines()[-3:]
     assert table[0] == ("| script | data | device | seconds to val ≤ 1.50 | seconds to val ≤ 1.47 |"
                         " best val loss | seconds to best | tokens/s |")
-    assert table[2].startswith(f"| v6.py | {small_text} | cpu |")
+    assert table[2].startswith(f"| v7.py | {small_text} | cpu |")
     run = json.loads(saved.read_text())
-    assert run["command"] == "python v6.py " + " ".join(args)
+    assert run["command"] == "python v7.py " + " ".join(args)
     times = [t for t, _ in run["lines"]]
     assert times == sorted(times) and len(runlog.steps(run["lines"])) == 3
 

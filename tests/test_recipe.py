@@ -1,0 +1,66 @@
+"""v7: the training recipe — schedule, decay groups, clipping and the exact validation loss."""
+
+import pytest
+import torch
+
+from conftest import load_script, shrink
+
+
+def test_learning_rate_warms_up_linearly_then_decays_by_cosine_to_min_lr(monkeypatch):
+    v7 = shrink(load_script("v7"), monkeypatch, learning_rate=1.0, min_lr=0.1, warmup_iters=10, max_iters=110)
+    assert v7.lr_at(0) == pytest.approx(0.1)
+    assert v7.lr_at(9) == pytest.approx(1.0)
+    assert v7.lr_at(10) == pytest.approx(1.0)
+    assert v7.lr_at(60) == pytest.approx(0.55)  # halfway through the cosine
+    assert v7.lr_at(110) == pytest.approx(0.1)
+    decay = [v7.lr_at(step) for step in range(10, 111)]
+    assert all(a >= b for a, b in zip(decay, decay[1:]))
+
+
+def test_without_warmup_the_schedule_starts_at_the_peak(monkeypatch):
+    v7 = shrink(load_script("v7"), monkeypatch, learning_rate=1.0, min_lr=0.0, warmup_iters=0, max_iters=100)
+    assert v7.lr_at(0) == pytest.approx(1.0)
+    assert v7.lr_at(100) == pytest.approx(0.0)
+
+
+def test_optimizer_decays_weight_matrices_only(monkeypatch):
+    v7 = shrink(load_script("v7"), monkeypatch, n_embd=16, n_head=2, n_layer=1)
+    model = v7.GPTLanguageModel(11)
+    groups = v7.configure_optimizer(model).param_groups
+    decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+    for name, p in model.named_parameters():
+        assert (id(p) in decayed) == (p.dim() >= 2), name
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    assert all(g["betas"] == (0.9, v7.beta2) for g in groups)
+
+
+def test_a_training_step_clips_the_gradient_norm(monkeypatch):
+    v7 = shrink(load_script("v7"), monkeypatch, n_embd=16, n_head=2, n_layer=1, grad_clip=1e-3)
+    torch.manual_seed(0)
+    model = v7.GPTLanguageModel(11)
+    optimizer = v7.configure_optimizer(model)
+    x, y = torch.randint(11, (4, 8)), torch.randint(11, (4, 8))
+    v7.train_step(model, optimizer, torch.amp.GradScaler(enabled=False), x, y)
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
+    assert norm.item() == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_validation_windows_cover_the_split_without_overlap(monkeypatch):
+    v7 = shrink(load_script("v7"), monkeypatch, block_size=8)
+    data = torch.arange(83)
+    x, y = v7.eval_windows(data)
+    assert x.shape == (10, 8)  # 82 targets hold ten whole windows
+    assert torch.equal(x.flatten(), data[:80]) and torch.equal(y.flatten(), data[1:81])
+
+
+def test_validation_loss_is_exact_not_sampled(monkeypatch):
+    v7 = shrink(load_script("v7"), monkeypatch, block_size=8, batch_size=3, n_embd=16, n_head=2, n_layer=1)
+    torch.manual_seed(0)
+    model = v7.GPTLanguageModel(11)
+    data = torch.randint(11, (200,))
+    windows = v7.eval_windows(data)
+    first = v7.estimate_loss(model, {"val": windows})["val"]
+    assert v7.estimate_loss(model, {"val": windows})["val"] == first
+    with torch.no_grad():  # the mean over every window at once, in one batch
+        _, loss = model.eval()(*windows)
+    assert first == pytest.approx(loss.item(), rel=1e-5)
