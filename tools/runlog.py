@@ -4,8 +4,14 @@ A run is kept as a record (a JSON-serialisable dict): the command, the device, t
 PyTorch version, the date, the git commit, and every line the script printed with
 the seconds since the process started. benchmark.py makes records;
 training_logs.py writes them into training_logs.md; plot_losses.py reads that file
-back. Only the standard library is used here, so that the parsing is testable
-anywhere.
+back. The parsing and table code use only the standard library, so that they are
+testable anywhere; torch is imported only when a run is recorded, to name the GPU
+and the PyTorch version, and by the training script that tokens_per_step loads to
+read its batch and block sizes for the Speed table.
+
+A record may also carry "version", a label such as "v7" that replaces the one
+derived from its script (for a run made with an older file whose training code
+now lives under another name), and "note", a sentence shown with the run.
 """
 
 import datetime
@@ -16,6 +22,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections import namedtuple
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,12 +101,22 @@ def parameters(lines):
     return next(int(m.group(1).replace(",", "")) for _, text in lines if (m := PARAMETERS_LINE.match(text)))
 
 
+def version(record):
+    """The run's label in the tables: its "version" where given, else its script's name."""
+    return record.get("version") or record["script"].removesuffix(".py")
+
+
 def tokens_per_step(script, args):
-    """batch_size * block_size as the script itself resolves them from its defaults and args."""
+    """batch_size * block_size as the script itself resolves them from its defaults and args,
+    or None where it cannot say: the file is gone, or its apply_overrides exits because it
+    refuses an argument here (an output path in a directory this machine lacks, say)."""
     spec = importlib.util.spec_from_file_location("benchmarked_script", ROOT / script)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.apply_overrides(args)
+    try:
+        spec.loader.exec_module(module)
+        module.apply_overrides(args)
+    except (FileNotFoundError, SystemExit):
+        return None
     return module.batch_size * module.block_size
 
 
@@ -108,7 +125,7 @@ def summary(record):
     points = steps(record["lines"])
     _, last_step, final_train, final_val = points[-1]
     return {
-        "version": record["script"].removesuffix(".py"),
+        "version": version(record),
         "data": data_label(record["args"]),
         "device": record["device"],
         "parameters": parameters(record["lines"]),
@@ -117,6 +134,7 @@ def summary(record):
         "final val loss": final_val,
         "best val loss": min(val for *_, val in points),
         "wall time (s)": record["wall_time"],
+        "commit": record["commit"],
     }
 
 
@@ -131,12 +149,13 @@ def speed(record, targets=(1.50, 1.47)):
     best_time, _, _, best_val = min(points, key=lambda p: (p[3], p[0]))
     # throughput from the second report on, so that start-up and compilation are left out
     (t0, s0, _, _), (t1, s1, _, _) = points[min(1, len(points) - 1)], points[-1]
-    tokens = (s1 - s0) * tokens_per_step(record["script"], record["args"])
-    row = {"script": record["script"], "data": data_label(record["args"]), "device": record["device"]}
+    # the file that holds the run's training code today: the version's, not always the one that ran
+    tokens = tokens_per_step(version(record) + ".py", record["args"])
+    row = {"version": version(record), "data": data_label(record["args"]), "device": record["device"]}
     for target in targets:
         row[f"seconds to val ≤ {target:.2f}"] = seconds_to(points, target)
     row.update({"best val loss": best_val, "seconds to best": best_time,
-                "tokens/s": round(tokens / (t1 - t0)) if t1 > t0 else None})
+                "tokens/s": round((s1 - s0) * tokens / (t1 - t0)) if tokens and t1 > t0 else None})
     return row
 
 
@@ -162,14 +181,19 @@ def markdown_table(rows):
 
 
 SECTION = re.compile(r"^### (\S+) on (.+?)(?:, seed (\d+))?$")
+DATE_LINE = re.compile(r"^- date: .*?; commit ([^;\s]+)")
+Section = namedtuple("Section", "version data seed commit points")
 
 
 def read_sections(markdown):
-    """(version, data, seed, [(step, val loss)]) for each run section of training_logs.md."""
+    """A Section (version, data, seed, commit, [(step, val loss)]) for each run of training_logs.md;
+    seed and commit are None where the section does not give them."""
     sections = []
     for line in markdown.splitlines():
         if m := SECTION.match(line):
-            sections.append((m.group(1), m.group(2), m.group(3), []))
+            sections.append(Section(m.group(1), m.group(2), m.group(3), None, []))
+        elif sections and (m := DATE_LINE.match(line)):
+            sections[-1] = sections[-1]._replace(commit=m.group(1))
         elif sections and (m := STEP_LINE.match(line)):
-            sections[-1][3].append((int(m.group(1)), float(m.group(3))))
+            sections[-1].points.append((int(m.group(1)), float(m.group(3))))
     return sections
