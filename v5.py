@@ -301,10 +301,12 @@ KINDS = {int: "an integer", float: "a finite number", bool: "True or False", str
 
 
 def apply_overrides(argv):
-    """Set hyperparameters from --name=value arguments, cast to the type of their default, then check them."""
+    """Set hyperparameters from --name=value arguments, cast to the type of their default, and check
+    them all; return the names that were given."""
     if "--help" in argv or "-h" in argv:
         print_help()
         sys.exit(0)
+    given = set()
     for arg in argv:
         name, has_value, value = arg.removeprefix("--").partition("=")
         if not arg.startswith("--") or name not in HYPERPARAMETERS:
@@ -316,9 +318,11 @@ def apply_overrides(argv):
             globals()[name] = {"True": True, "False": False}[value] if kind is bool else kind(value)
         except (KeyError, ValueError):
             sys.exit(f"error: --{name} must be {KINDS[kind]}, got {value!r}")
+        given.add(name)
     for name, rule in RULES.items():
         check_rule(name, rule)
     check_output_paths()
+    return given
 
 
 def check_rule(name, rule):

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from conftest import ATTENTION_SCRIPTS, GPT_SCRIPTS, load_script, model_class, shrink, training_step
+from conftest import ATTENTION_SCRIPTS, GPT_SCRIPTS, load_script, model_class, shrink, train, training_step
 
 VOCAB = 11
 
@@ -105,7 +105,7 @@ def test_train_reports_every_interval_and_the_last_step(script, monkeypatch, cap
     encode, _, vocab_size = script.build_tokenizer(text)
     train_data, val_data = script.split_data(torch.tensor(encode(text)))
     torch.manual_seed(0)
-    script.train(model_class(script)(vocab_size), train_data, val_data)
+    train(script, model_class(script)(vocab_size), train_data, val_data)
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["step 0", "step 10", "step 20", "step 25"]
     val_losses = [float(line.split("val loss ")[1].split()[0]) for line in lines]
