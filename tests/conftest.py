@@ -16,7 +16,7 @@ torch.set_num_threads(1)
 os.environ["OMP_NUM_THREADS"] = "1"
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ["bigram", "v2", "v3", "v4", "v5", "v6", "v7", "v8"]
+SCRIPTS = ["bigram", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9"]
 ATTENTION_SCRIPTS = SCRIPTS[1:]
 GPT_SCRIPTS = SCRIPTS[4:]  # the full model: LayerNorm, dropout, N(0, 0.02) initialisation
 

@@ -232,15 +232,9 @@ def test_a_loss_that_turns_nan_stops_the_run_naming_the_step(name, tmp_path, sma
     assert not out.exists()
 
 
-@pytest.mark.parametrize("name", SCRIPTS)
-def test_script_runs_end_to_end_and_writes_nothing_into_the_repository(name, tmp_path, small_text):
-    before = repository_state()
-    out = tmp_path / "sample.txt"
-    module = load_script(name)
-    result = run_script(name, *tiny_args(module, max_new_tokens=40), f"--data_path={small_text}",
-                        f"--out_path={out}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+def check_run(output, out):
+    """What every tiny run prints and writes: its step lines with timings, then the sample."""
+    lines = output.splitlines()
     assert lines[0].endswith("parameters, training on cpu")
     step_lines = [line for line in lines if line.startswith("step ")]
     assert [line.split(":")[0] for line in step_lines] == ["step 0", "step 2", "step 4"]
@@ -249,9 +243,28 @@ def test_script_runs_end_to_end_and_writes_nothing_into_the_repository(name, tmp
     assert lines[len(step_lines) + 1] == f"sample, also written to {out}:"
     sample = out.read_text(encoding="utf-8")
     assert len(sample) == 41  # the start token and 40 sampled
-    assert result.stdout.endswith(sample + "\n")
+    assert output.endswith(sample + "\n")
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_script_trains_and_samples_and_writes_nothing_into_the_repository(name, tmp_path, small_text, capsys):
+    before = repository_state()
+    out = tmp_path / "sample.txt"
+    module = load_script(name)
+    module.main(tiny_args(module, max_new_tokens=40) + [f"--data_path={small_text}", f"--out_path={out}"])
+    check_run(capsys.readouterr().out, out)
     assert repository_state() == before
     assert list(tmp_path.iterdir()) == [out]
+
+
+@pytest.mark.parametrize("name", [SCRIPTS[0], LAST])
+def test_script_runs_from_the_shell(name, tmp_path, small_text):
+    out = tmp_path / "sample.txt"
+    module = load_script(name)
+    result = run_script(name, *tiny_args(module, max_new_tokens=40), f"--data_path={small_text}",
+                        f"--out_path={out}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    check_run(result.stdout, out)
 
 
 def test_bad_input_from_the_shell_is_one_line_on_stderr_and_status_1(tmp_path):

@@ -1,0 +1,195 @@
+"""v9: one run on many processes (gloo on the CPU), always in processes of their own, never in pytest's."""
+
+import contextlib
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import ROOT, load_script, tiny_args
+
+NAME = "v9"
+SCRIPT = str(ROOT / f"{NAME}.py")
+
+
+def args(folder, small_text, **overrides):
+    """A tiny run without dropout (each process draws its own masks), saving into folder."""
+    module = load_script(NAME)
+    return tiny_args(module, **{"max_iters": 8, "batch_size": 32, "dropout": 0.0, "max_new_tokens": 20,
+                                **overrides}) + [
+        f"--data_path={small_text}", f"--ckpt_path={folder / 'ckpt.pt'}", f"--out_path={folder / 'sample.txt'}"]
+
+
+def run_here(argv):
+    """One process, as `python v9.py` runs: main() in a fresh module. Returns (exit code, stdout)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            load_script(NAME).main(argv)
+            code = 0
+        except SystemExit as exit_info:
+            code = exit_info.code
+    return code, out.getvalue()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(argv, processes=2):
+    """`python v9.py argv` in each of `processes` processes, with the variables torchrun gives them."""
+    port = free_port()
+    return [subprocess.Popen([sys.executable, SCRIPT, *argv], text=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE,
+                             env={**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank),
+                                  "WORLD_SIZE": str(processes), "MASTER_ADDR": "127.0.0.1",
+                                  "MASTER_PORT": str(port)})
+            for rank in range(processes)]
+
+
+def finish(processes, timeout=60):
+    """Each process's (exit code, stdout, stderr), in rank order."""
+    results = []
+    for process in processes:
+        out, err = process.communicate(timeout=timeout)
+        results.append((process.returncode, out, err))
+    return results
+
+
+def losses(output):
+    """[(step, train loss, val loss)] of each step line."""
+    rows = []
+    for line in output.splitlines():
+        if line.startswith("step "):
+            words = line.replace(",", "").split()
+            rows.append((int(words[1].rstrip(":")), float(words[4]), float(words[7])))
+    return rows
+
+
+def assert_same_run(got, expected):
+    assert [s for s, _, _ in got] == [s for s, _, _ in expected]
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(expected, dtype=torch.float64).float(),
+                               rtol=0, atol=2e-4)  # 4 printed decimals, summed in another order
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, small_text):
+    """The same tiny run in one process and in two, each with its checkpoint at step 8."""
+    one, two = tmp_path_factory.mktemp("one"), tmp_path_factory.mktemp("two")
+    code, one_out = run_here(args(one, small_text))
+    assert code == 0
+    results = finish(start(args(two, small_text)))
+    assert [code for code, _, _ in results] == [0, 0], results[0][2] + results[1][2]
+    return {"one": (one, one_out), "two": (two, results)}
+
+
+def test_two_processes_train_the_one_process_run(runs):
+    (_, one_out), (_, results) = runs["one"], runs["two"]
+    assert_same_run(losses(results[0][1]), losses(one_out))
+    assert len(losses(one_out)) == 5
+
+
+def test_only_process_0_prints(runs):
+    _, results = runs["two"]
+    assert results[0][1].splitlines()[0].endswith("training on cpu (process 0 of 2)")
+    assert results[1][1] == ""
+
+
+def test_grad_accum_steps_trains_the_same_run(runs, tmp_path, small_text):
+    _, one_out = runs["one"]
+    code, out = run_here(args(tmp_path, small_text, grad_accum_steps=4))
+    assert code == 0
+    assert_same_run(losses(out), losses(one_out))
+
+
+@pytest.fixture(scope="module")
+def resumed_in_one_process(runs, tmp_path_factory, small_text):
+    """The one-process checkpoint, resumed in one process up to step 12: the reference."""
+    folder = tmp_path_factory.mktemp("resumed")
+    shutil.copy(runs["one"][0] / "ckpt.pt", folder / "ckpt.pt")
+    code, out = run_here([f"--ckpt_path={folder / 'ckpt.pt'}", "--resume=True", "--max_iters=12", "--out_path=",
+                          f"--data_path={small_text}", "--device=cpu"])
+    assert code == 0
+    return losses(out)
+
+
+def test_a_checkpoint_of_two_processes_resumes_in_one(runs, resumed_in_one_process, tmp_path, small_text):
+    shutil.copy(runs["two"][0] / "ckpt.pt", tmp_path / "ckpt.pt")
+    code, out = run_here([f"--ckpt_path={tmp_path / 'ckpt.pt'}", "--resume=True", "--max_iters=12",
+                          "--out_path=", f"--data_path={small_text}", "--device=cpu"])
+    assert code == 0
+    assert_same_run(losses(out), resumed_in_one_process)
+
+
+def test_a_checkpoint_of_one_process_resumes_in_two(runs, resumed_in_one_process, tmp_path, small_text):
+    shutil.copy(runs["one"][0] / "ckpt.pt", tmp_path / "ckpt.pt")
+    results = finish(start([f"--ckpt_path={tmp_path / 'ckpt.pt'}", "--resume=True", "--max_iters=12",
+                            "--out_path=", f"--data_path={small_text}", "--device=cpu"]))
+    assert [code for code, _, _ in results] == [0, 0], results[0][2]
+    assert_same_run(losses(results[0][1]), resumed_in_one_process)
+    assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["step"] == 12
+
+
+def test_the_saved_weights_carry_no_wrapper_prefix(runs):
+    weights = torch.load(runs["two"][0] / "ckpt.pt", weights_only=True)["model"]
+    assert not any(key.startswith(("module.", "_orig_mod.")) for key in weights)
+
+
+def test_a_signal_to_one_process_stops_all_of_them_at_the_same_step(tmp_path, small_text):
+    processes = start(args(tmp_path, small_text, max_iters=10**6, eval_interval=10**5))
+    assert processes[0].stdout.readline().endswith("(process 0 of 2)\n")
+    assert processes[0].stdout.readline().startswith("step 0:")  # both are training
+    processes[1].send_signal(signal.SIGTERM)
+    results = finish(processes, timeout=30)
+    assert [code for code, _, _ in results] == [143, 143], results[1][2]
+    step = torch.load(tmp_path / "ckpt.pt", weights_only=True)["step"]
+    assert results[0][2].splitlines()[-1].startswith(f"stopped after step {step}; continue with: python v9.py")
+    assert "stopped" not in results[1][2]  # one voice
+
+
+def test_batch_size_not_divisible_by_processes_is_refused_by_every_process_under_torchrun(tmp_path, small_text):
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             SCRIPT, *args(tmp_path, small_text, batch_size=33)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    message = "error: --batch_size=33 must be a multiple of 2 processes x 1 micro-batches = 2"
+    assert result.stderr.splitlines().count(message) == 2  # each process's own one line
+    assert not (tmp_path / "ckpt.pt").exists()
+
+
+def test_batch_size_not_divisible_by_micro_batches_is_refused(tmp_path, small_text):
+    code, _ = run_here(args(tmp_path, small_text, batch_size=30, grad_accum_steps=4))
+    assert code == "error: --batch_size=30 must be a multiple of 1 processes x 4 micro-batches = 4"
+
+
+def worker_pids(launcher_pid):
+    """The processes torchrun started for a run: v9.py's processes among its children."""
+    children = open(f"/proc/{launcher_pid}/task/{launcher_pid}/children").read().split()
+    return [int(pid) for pid in children if SCRIPT in open(f"/proc/{pid}/cmdline").read()]
+
+
+def test_a_process_that_dies_ends_the_whole_run_under_torchrun(tmp_path, small_text):
+    launcher = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                 "--nproc_per_node=2", SCRIPT,
+                                 *args(tmp_path, small_text, max_iters=10**6, eval_interval=10**5,
+                                       dist_timeout=20)],
+                                text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert launcher.stdout.readline().endswith("(process 0 of 2)\n")
+    assert launcher.stdout.readline().startswith("step 0:")
+    workers = worker_pids(launcher.pid)
+    assert len(workers) == 2
+    os.kill(workers[1], signal.SIGKILL)
+    killed = time.monotonic()
+    _, stderr = launcher.communicate(timeout=60)
+    assert launcher.returncode != 0
+    assert time.monotonic() - killed < 20  # well before the process-group timeout
+    assert "error: process 0 of 2 stopped: " in stderr
