@@ -278,12 +278,19 @@ def join_processes(target):
         torch.cuda.set_device(target)
     dist.init_process_group("nccl" if target.type == "cuda" else "gloo",
                             timeout=datetime.timedelta(seconds=dist_timeout))
-    atexit.register(dist.destroy_process_group)  # however the process ends, short of being killed
+    atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())  # however it ends
     RANK, WORLD_SIZE = dist.get_rank(), dist.get_world_size()
     CPU_GROUP = dist.new_group(backend="gloo") if target.type == "cuda" else dist.group.WORLD
     if RANK:
         sys.stdout = open(os.devnull, "w")  # one voice: process 0 prints for the run
     return target
+
+
+def leave_processes():
+    """All together, leave the process group: no process tears its end down while another still talks."""
+    if dist.is_initialized():
+        dist.barrier(group=CPU_GROUP)
+        dist.destroy_process_group()
 
 
 def all_processes_agree(signum):
@@ -517,6 +524,7 @@ def train(model, train_data, val_data, text_id, state=None):
                 if RANK == 0:
                     print(f"stopped after step {step + 1}; " + (f"continue with: {command}" if ckpt_path
                           else "nothing saved, since --ckpt_path is empty"), file=sys.stderr)
+                leave_processes()
                 sys.exit(128 + signum)
         report(max_iters)
 
@@ -563,6 +571,7 @@ def main(argv):
             if WORLD_SIZE == 1:
                 raise
             sys.exit(f"error: process {RANK} of {WORLD_SIZE} stopped: {str(error).splitlines()[0]}")
+        leave_processes()  # sampling needs no other process
         if target.type == "cuda":
             print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB")
 

@@ -162,7 +162,7 @@ def test_batch_size_not_divisible_by_processes_is_refused_by_every_process_under
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     message = "error: --batch_size=33 must be a multiple of 2 processes x 1 micro-batches = 2"
-    assert result.stderr.splitlines().count(message) == 2  # each process's own one line
+    assert result.stderr.count(message) == 2  # each process its own line (they may interleave)
     assert not (tmp_path / "ckpt.pt").exists()
 
 
