@@ -164,7 +164,7 @@ def main(argv):
     refuse_hours_on_cpu(model, target)
     train(model, train_data, val_data)
     if target.type == "cuda":
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB")
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated(target) / 2**20:,.0f} MiB")
 
     model.eval()  # sample with training-only behaviour switched off
     context = torch.zeros((1, 1), dtype=torch.long, device=target)  # start from token 0

@@ -5,7 +5,8 @@ feeds F.scaled_dot_product_attention (flash attention on CUDA); CUDA computes in
 bf16 autocast (fp16 with gradient scaling where bf16 is missing) and TF32; the
 training step is compiled by torch.compile; AdamW is fused; batches are gathered on
 the device; and sampling replays one recorded CUDA graph per character. The
-hyperparameters, optimizer and evaluation are v5's: so is the loss curve.
+hyperparameters, optimizer and evaluation are v5's: so is the loss curve, to float
+rounding on a CPU and within bf16's noise on a GPU.
 
     python v6.py                                   # on a GPU
     python v6.py --batch_size=32 --block_size=64 --n_embd=128 --n_head=4 --n_layer=4 --max_iters=2000 --eval_iters=50
@@ -225,7 +226,7 @@ def autocast(device):
     """bf16 autocast on CUDA (fp16 where the GPU has no bf16); float32 elsewhere."""
     if device.type != "cuda":
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     # no cache of weights cast to bf16: a recorded CUDA graph must not read a cache that is freed
     return torch.autocast("cuda", dtype=dtype, cache_enabled=False)
 
@@ -261,7 +262,7 @@ def train(model, train_data, val_data):
     """max_iters AdamW steps on random batches, reporting losses every eval_interval steps."""
     on_cuda = train_data.device.type == "cuda"
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, fused=on_cuda)  # one kernel per step
-    scaler = torch.amp.GradScaler(enabled=on_cuda and not torch.cuda.is_bf16_supported())
+    scaler = torch.amp.GradScaler(enabled=on_cuda and not torch.cuda.is_bf16_supported(including_emulation=False))
     # only the training step is compiled: evaluation and sampling run eagerly, with other shapes
     step_model = torch.compile(model) if compile and on_cuda else model
     timer = StepTimer()  # time per step and time left, for the lines below
@@ -285,6 +286,7 @@ def main(argv):
     torch.manual_seed(seed)
     target = pick_device(device)
     if target.type == "cuda":
+        torch.cuda.set_device(target)  # where streams, recorded graphs and bf16 support are looked up
         torch.set_float32_matmul_precision("high")  # TF32 tensor cores for the matmuls left in float32
     text = load_text(data_path)
     encode, decode, vocab_size = build_tokenizer(text)
@@ -296,7 +298,7 @@ def main(argv):
     refuse_hours_on_cpu(model, target)
     train(model, train_data, val_data)
     if target.type == "cuda":
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB")
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated(target) / 2**20:,.0f} MiB")
 
     model.eval()  # sample with training-only behaviour switched off
     context = torch.zeros((1, 1), dtype=torch.long, device=target)  # start from token 0

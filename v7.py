@@ -2,11 +2,12 @@
 
 New in this file, after v6.py, and nothing but the training recipe: the learning
 rate warms up linearly, then follows a cosine down to min_lr; AdamW decays only
-the weight matrices, not biases or LayerNorm gains, with a shorter second-moment
-memory (beta2); gradients are clipped to a global norm; and the loss is measured
-exactly, over every non-overlapping window of the validation split, instead of
-over random batches, which makes it cheap and precise enough to measure every 100
-steps. The defaults are chosen for the time to reach a target validation loss.
+the 2-D weights (matrices and embedding tables), not biases or LayerNorm gains,
+and has a shorter second-moment memory (beta2); gradients are clipped to a global
+norm; and the loss is measured exactly, over every non-overlapping window of the
+validation split instead of over random batches, which makes it cheap and precise
+enough to measure every 100 steps. The defaults are chosen for the time to reach a
+target validation loss.
 
     python v7.py                                   # on a GPU
     python v7.py --batch_size=32 --block_size=64 --n_embd=128 --n_head=4 --n_layer=4 --max_iters=2000 --eval_interval=500
@@ -37,7 +38,7 @@ eval_interval = 100  # steps between loss estimates
 learning_rate = 1e-3  # peak AdamW step size, reached after the warmup
 min_lr = 1e-4  # the step size the cosine schedule ends at
 warmup_iters = 100  # steps of linear warmup from zero to learning_rate
-weight_decay = 0.1  # AdamW weight decay, applied to the weight matrices only
+weight_decay = 0.1  # AdamW weight decay, applied to 2-D weights only (matrices, embeddings)
 beta2 = 0.99  # AdamW's second-moment decay: a shorter memory suits few, small steps
 grad_clip = 1.0  # gradients are rescaled to at most this global norm
 n_embd = 384  # embedding dimension: the width of every token's vector
@@ -239,7 +240,7 @@ def autocast(device):
     """bf16 autocast on CUDA (fp16 where the GPU has no bf16); float32 elsewhere."""
     if device.type != "cuda":
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     # no cache of weights cast to bf16: a recorded CUDA graph must not read a cache that is freed
     return torch.autocast("cuda", dtype=dtype, cache_enabled=False)
 
@@ -262,7 +263,8 @@ def estimate_loss(model, splits):
 
 
 def configure_optimizer(model):
-    """AdamW that decays the weight matrices only, not biases or LayerNorm gains; fused on CUDA."""
+    """AdamW that decays the 2-D weights (linear layers, embedding tables), not biases or LayerNorm
+    gains; fused on CUDA."""
     params = list(model.parameters())
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
@@ -294,7 +296,7 @@ def train(model, train_data, val_data):
     """max_iters AdamW steps on random batches, reporting losses every eval_interval steps."""
     on_cuda = train_data.device.type == "cuda"
     optimizer = configure_optimizer(model)
-    scaler = torch.amp.GradScaler(enabled=on_cuda and not torch.cuda.is_bf16_supported())
+    scaler = torch.amp.GradScaler(enabled=on_cuda and not torch.cuda.is_bf16_supported(including_emulation=False))
     # only the training step is compiled: evaluation and sampling run eagerly, with other shapes
     step_model = torch.compile(model) if compile and on_cuda else model
     val_windows = eval_windows(val_data)
@@ -323,6 +325,7 @@ def main(argv):
     torch.manual_seed(seed)
     target = pick_device(device)
     if target.type == "cuda":
+        torch.cuda.set_device(target)  # where streams, recorded graphs and bf16 support are looked up
         torch.set_float32_matmul_precision("high")  # TF32 tensor cores for the matmuls left in float32
     text = load_text(data_path)
     encode, decode, vocab_size = build_tokenizer(text)
@@ -334,7 +337,7 @@ def main(argv):
     refuse_hours_on_cpu(model, target)
     train(model, train_data, val_data)
     if target.type == "cuda":
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB")
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated(target) / 2**20:,.0f} MiB")
 
     model.eval()  # sample with training-only behaviour switched off
     context = torch.zeros((1, 1), dtype=torch.long, device=target)  # start from token 0

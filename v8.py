@@ -26,7 +26,6 @@ import re
 import shlex
 import signal
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -43,7 +42,7 @@ eval_interval = 100  # steps between loss estimates
 learning_rate = 1e-3  # peak AdamW step size, reached after the warmup
 min_lr = 1e-4  # the step size the cosine schedule ends at
 warmup_iters = 100  # steps of linear warmup from zero to learning_rate
-weight_decay = 0.1  # AdamW weight decay, applied to the weight matrices only
+weight_decay = 0.1  # AdamW weight decay, applied to 2-D weights only (matrices, embeddings)
 beta2 = 0.99  # AdamW's second-moment decay: a shorter memory suits few, small steps
 grad_clip = 1.0  # gradients are rescaled to at most this global norm
 n_embd = 384  # embedding dimension: the width of every token's vector
@@ -258,24 +257,29 @@ ARCHITECTURE = ["block_size", "n_embd", "n_head", "n_layer"]  # the saved weight
 # what each command decides for itself; every other hyperparameter comes from the checkpoint unless given
 SESSION = ["device", "data_path", "seed", "out_path", "compile", "ckpt_path", "resume", "sample_only",
            "prompt", "temperature", "top_k", "max_new_tokens"]
+# what the command that resumes a stopped run repeats: where the run and its text are, and how it ran
+RESUME_WITH = ["ckpt_path", "data_path", "device", "compile"]
 
 
 def save_checkpoint(state, path):
-    """Write state to path atomically: into a temporary file beside it, flushed to the disk, then
-    renamed over path. A crash or a kill at any moment leaves the old checkpoint or the new one."""
-    fd, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
-                                     prefix=os.path.basename(path) + ".", suffix=".tmp")
+    """Write state to path atomically: into path + ".tmp", flushed to the disk, then renamed over
+    path. A crash or a kill at any moment leaves the old checkpoint or the new one, whole."""
+    temporary = path + ".tmp"
     try:
-        with os.fdopen(fd, "wb") as file:
+        with open(temporary, "wb") as file:
             torch.save(state, file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException as error:  # an error or a signal mid-write: leave no partial file behind
-        os.remove(temporary)
+        if os.path.exists(temporary):
+            os.remove(temporary)
         if isinstance(error, OSError):
             sys.exit(f"error: cannot save {path}: {error.strerror or error}; the previous checkpoint is intact")
         raise
+    directory = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    os.fsync(directory)  # the rename, too, reaches the disk
+    os.close(directory)
 
 
 def load_checkpoint(path):
@@ -315,12 +319,17 @@ def open_checkpoint(given):
     for name, value in saved.items():
         if name in HYPERPARAMETERS and name not in SESSION and name not in given:
             globals()[name] = value
+    for name, rule in RULES.items():  # the saved values and the given ones, together
+        check_rule(name, rule)
+    if resume and max_iters < state["step"]:
+        sys.exit(f"error: {ckpt_path} is at step {state['step']}: --max_iters={max_iters} would go back")
     return state
 
 
 class StopSignals:
-    """While active, Ctrl-C (SIGINT) and SIGTERM only note that a stop was asked for, so that the
-    training loop can finish its step and save; one that comes too late for that is raised at exit."""
+    """While active, a first Ctrl-C (SIGINT) or SIGTERM only notes that a stop was asked for, so that
+    the training loop can finish its step and save; a second one acts at once, as usual. A first one
+    that comes too late for the loop to see is raised again at exit."""
 
     def __enter__(self):
         self.signum = 0
@@ -329,10 +338,15 @@ class StopSignals:
 
     def note(self, signum, frame):
         self.signum = signum
+        self.restore()
+        print("stopping after this step, to save; Ctrl-C again stops at once", file=sys.stderr, flush=True)
 
-    def __exit__(self, *exception):
+    def restore(self):
         for s, handler in self.previous.items():
             signal.signal(s, handler)
+
+    def __exit__(self, *exception):
+        self.restore()
         if self.signum and exception[0] is None:
             signal.raise_signal(self.signum)
 
@@ -343,7 +357,7 @@ def autocast(device):
     """bf16 autocast on CUDA (fp16 where the GPU has no bf16); float32 elsewhere."""
     if device.type != "cuda":
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     # no cache of weights cast to bf16: a recorded CUDA graph must not read a cache that is freed
     return torch.autocast("cuda", dtype=dtype, cache_enabled=False)
 
@@ -366,7 +380,8 @@ def estimate_loss(model, splits):
 
 
 def configure_optimizer(model):
-    """AdamW that decays the weight matrices only, not biases or LayerNorm gains; fused on CUDA."""
+    """AdamW that decays the 2-D weights (linear layers, embedding tables), not biases or LayerNorm
+    gains; fused on CUDA."""
     params = list(model.parameters())
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
@@ -399,7 +414,7 @@ def train(model, train_data, val_data, text_id, state=None):
     the training state to ckpt_path each time; a saved state, if given, goes on where it stopped."""
     on_cuda = train_data.device.type == "cuda"
     optimizer = configure_optimizer(model)
-    scaler = torch.amp.GradScaler(enabled=on_cuda and not torch.cuda.is_bf16_supported())
+    scaler = torch.amp.GradScaler(enabled=on_cuda and not torch.cuda.is_bf16_supported(including_emulation=False))
     # only the training step is compiled: evaluation and sampling run eagerly, with other shapes
     step_model = torch.compile(model) if compile and on_cuda else model
     val_windows = eval_windows(val_data)
@@ -407,8 +422,11 @@ def train(model, train_data, val_data, text_id, state=None):
     train_windows = eval_windows(train_data, every=max(1, len(train_data) // len(val_data)))
     start_step, best_val_loss = 0, math.inf
     if state:  # the saved run goes on as if it never stopped: its optimizer, its random numbers
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
+        for saved, group in zip(state["optimizer"]["param_groups"], optimizer.param_groups):
+            saved.update({k: group[k] for k in ("weight_decay", "betas", "fused", "foreach")})  # this command's
+        optimizer.load_state_dict(state["optimizer"])  # the saved moments, under this command's settings
+        if state["scaler"]:  # empty where no loss scaling was needed (bf16, CPU)
+            scaler.load_state_dict(state["scaler"])
         start_step, best_val_loss = state["step"], state["best_val_loss"]
         torch.set_rng_state(state["rng"]["cpu"])
         if on_cuda and state["rng"]["cuda"] is not None:
@@ -444,8 +462,8 @@ def train(model, train_data, val_data, text_id, state=None):
             if stop.signum:  # Ctrl-C or SIGTERM: keep this step's work, then stop
                 stop_if_diverged(step + 1, {"train": loss.item()})
                 save(step + 1)
-                command = shlex.join(["python", Path(__file__).name, "--resume=True",
-                                      f"--ckpt_path={ckpt_path}", f"--data_path={data_path}"])
+                command = shlex.join(["python", Path(__file__).name, "--resume=True"]
+                                     + [f"--{n}={globals()[n]}" for n in RESUME_WITH])
                 print(f"stopped after step {step + 1}; " + (f"continue with: {command}" if ckpt_path
                       else "nothing saved, since --ckpt_path is empty"), file=sys.stderr)
                 sys.exit(128 + stop.signum)
@@ -457,6 +475,7 @@ def main(argv):
     torch.manual_seed(seed)
     target = pick_device(device)
     if target.type == "cuda":
+        torch.cuda.set_device(target)  # where streams, recorded graphs and bf16 support are looked up
         torch.set_float32_matmul_precision("high")  # TF32 tensor cores for the matmuls left in float32
     state = open_checkpoint(given)  # None for a fresh run
     if sample_only:  # the vocabulary travels with the checkpoint: no training text needed
@@ -488,7 +507,7 @@ def main(argv):
         refuse_hours_on_cpu(model, target)
         train(model, train_data, val_data, text_id, state)
         if target.type == "cuda":
-            print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB")
+            print(f"peak GPU memory: {torch.cuda.max_memory_allocated(target) / 2**20:,.0f} MiB")
 
     model.eval()  # sample with training-only behaviour switched off
     context = torch.tensor([encode(prompt) or [0]], dtype=torch.long, device=target)  # token 0 if no prompt

@@ -11,7 +11,7 @@ grad_accum_steps, trains on the batches of the one-process run. The evaluation i
 shared out and summed; process 0 alone prints, saves and samples; all processes stop
 at the same step on Ctrl-C or SIGTERM; a process that dies ends the run.
 
-    python v9.py                                                 # one process, as v8
+    python v9.py                                                 # one process, like v8
     torchrun --standalone --nproc_per_node=8 v9.py               # eight GPUs of one machine
     torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --rdzv_endpoint=HOST:29500 v9.py  # and node 1
 
@@ -29,7 +29,6 @@ import re
 import shlex
 import signal
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -48,7 +47,7 @@ eval_interval = 100  # steps between loss estimates
 learning_rate = 1e-3  # peak AdamW step size, reached after the warmup
 min_lr = 1e-4  # the step size the cosine schedule ends at
 warmup_iters = 100  # steps of linear warmup from zero to learning_rate
-weight_decay = 0.1  # AdamW weight decay, applied to the weight matrices only
+weight_decay = 0.1  # AdamW weight decay, applied to 2-D weights only (matrices, embeddings)
 beta2 = 0.99  # AdamW's second-moment decay: a shorter memory suits few, small steps
 grad_clip = 1.0  # gradients are rescaled to at most this global norm
 n_embd = 384  # embedding dimension: the width of every token's vector
@@ -267,20 +266,18 @@ RANK, WORLD_SIZE, CPU_GROUP = 0, 1, None
 def join_processes(target):
     """Under torchrun, join the run's process group; return the device this process trains on."""
     global RANK, WORLD_SIZE, CPU_GROUP
-    world_size = int(os.environ.get("WORLD_SIZE", 1))  # torchrun sets it, with RANK and LOCAL_RANK
-    if batch_size % (world_size * grad_accum_steps):  # every process and micro-batch takes an equal share
-        sys.exit(f"error: --batch_size={batch_size} must be a multiple of {world_size} processes"
-                 f" x {grad_accum_steps} micro-batches = {world_size * grad_accum_steps}")
-    if "RANK" not in os.environ:  # a plain `python v9.py`: one process, no group
+    if "RANK" not in os.environ:  # a plain `python v9.py`: one process, no group (torchrun sets RANK)
         return target
     if target.type == "cuda":
-        target = torch.device("cuda", int(os.environ["LOCAL_RANK"]))  # one GPU for each process
-        torch.cuda.set_device(target)
-    dist.init_process_group("nccl" if target.type == "cuda" else "gloo",
-                            timeout=datetime.timedelta(seconds=dist_timeout))
+        target = pick_device(f"cuda:{os.environ['LOCAL_RANK']}")  # one GPU for each process
+    timeout = datetime.timedelta(seconds=dist_timeout)
+    try:
+        dist.init_process_group("nccl" if target.type == "cuda" else "gloo", timeout=timeout)
+    except (RuntimeError, ValueError) as error:  # no rendezvous: a bad address, a port taken, a timeout
+        sys.exit(f"error: cannot join the run's processes: {str(error).splitlines()[0]}")
     atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())  # however it ends
     RANK, WORLD_SIZE = dist.get_rank(), dist.get_world_size()
-    CPU_GROUP = dist.new_group(backend="gloo") if target.type == "cuda" else dist.group.WORLD
+    CPU_GROUP = dist.new_group(backend="gloo", timeout=timeout) if target.type == "cuda" else dist.group.WORLD
     if RANK:
         sys.stdout = open(os.devnull, "w")  # one voice: process 0 prints for the run
     return target
@@ -310,24 +307,29 @@ ARCHITECTURE = ["block_size", "n_embd", "n_head", "n_layer"]  # the saved weight
 # what each command decides for itself; every other hyperparameter comes from the checkpoint unless given
 SESSION = ["device", "data_path", "seed", "out_path", "compile", "ckpt_path", "resume", "sample_only",
            "prompt", "temperature", "top_k", "max_new_tokens", "grad_accum_steps", "dist_timeout"]
+# what the command that resumes a stopped run repeats: where the run and its text are, and how it ran
+RESUME_WITH = ["ckpt_path", "data_path", "device", "compile", "grad_accum_steps"]
 
 
 def save_checkpoint(state, path):
-    """Write state to path atomically: into a temporary file beside it, flushed to the disk, then
-    renamed over path. A crash or a kill at any moment leaves the old checkpoint or the new one."""
-    fd, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
-                                     prefix=os.path.basename(path) + ".", suffix=".tmp")
+    """Write state to path atomically: into path + ".tmp", flushed to the disk, then renamed over
+    path. A crash or a kill at any moment leaves the old checkpoint or the new one, whole."""
+    temporary = path + ".tmp"
     try:
-        with os.fdopen(fd, "wb") as file:
+        with open(temporary, "wb") as file:
             torch.save(state, file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException as error:  # an error or a signal mid-write: leave no partial file behind
-        os.remove(temporary)
+        if os.path.exists(temporary):
+            os.remove(temporary)
         if isinstance(error, OSError):
             sys.exit(f"error: cannot save {path}: {error.strerror or error}; the previous checkpoint is intact")
         raise
+    directory = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    os.fsync(directory)  # the rename, too, reaches the disk
+    os.close(directory)
 
 
 def load_checkpoint(path):
@@ -367,12 +369,17 @@ def open_checkpoint(given):
     for name, value in saved.items():
         if name in HYPERPARAMETERS and name not in SESSION and name not in given:
             globals()[name] = value
+    for name, rule in RULES.items():  # the saved values and the given ones, together
+        check_rule(name, rule)
+    if resume and max_iters < state["step"]:
+        sys.exit(f"error: {ckpt_path} is at step {state['step']}: --max_iters={max_iters} would go back")
     return state
 
 
 class StopSignals:
-    """While active, Ctrl-C (SIGINT) and SIGTERM only note that a stop was asked for, so that the
-    training loop can finish its step and save; one that comes too late for that is raised at exit."""
+    """While active, a first Ctrl-C (SIGINT) or SIGTERM only notes that a stop was asked for, so that
+    the training loop can finish its step and save; a second one acts at once, as usual. A first one
+    that comes too late for the loop to see is raised again at exit."""
 
     def __enter__(self):
         self.signum = 0
@@ -381,10 +388,16 @@ class StopSignals:
 
     def note(self, signum, frame):
         self.signum = signum
+        self.restore()
+        if RANK == 0:
+            print("stopping after this step, to save; Ctrl-C again stops at once", file=sys.stderr, flush=True)
 
-    def __exit__(self, *exception):
+    def restore(self):
         for s, handler in self.previous.items():
             signal.signal(s, handler)
+
+    def __exit__(self, *exception):
+        self.restore()
         if self.signum and exception[0] is None:
             signal.raise_signal(self.signum)
 
@@ -395,7 +408,7 @@ def autocast(device):
     """bf16 autocast on CUDA (fp16 where the GPU has no bf16); float32 elsewhere."""
     if device.type != "cuda":
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     # no cache of weights cast to bf16: a recorded CUDA graph must not read a cache that is freed
     return torch.autocast("cuda", dtype=dtype, cache_enabled=False)
 
@@ -423,7 +436,8 @@ def estimate_loss(model, splits):
 
 
 def configure_optimizer(model):
-    """AdamW that decays the weight matrices only, not biases or LayerNorm gains; fused on CUDA."""
+    """AdamW that decays the 2-D weights (linear layers, embedding tables), not biases or LayerNorm
+    gains; fused on CUDA."""
     params = list(model.parameters())
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
@@ -463,7 +477,7 @@ def train(model, train_data, val_data, text_id, state=None):
     the training state to ckpt_path each time; a saved state, if given, goes on where it stopped."""
     on_cuda = train_data.device.type == "cuda"
     optimizer = configure_optimizer(model)
-    scaler = torch.amp.GradScaler(enabled=on_cuda and not torch.cuda.is_bf16_supported())
+    scaler = torch.amp.GradScaler(enabled=on_cuda and not torch.cuda.is_bf16_supported(including_emulation=False))
     if WORLD_SIZE > 1:  # DDP averages the gradients over the processes; model stays the bare module
         step_model = DDP(model, device_ids=[train_data.device.index] if on_cuda else None)
     else:
@@ -477,11 +491,15 @@ def train(model, train_data, val_data, text_id, state=None):
     train_windows = eval_windows(train_data, every=max(1, len(train_data) // len(val_data)))
     start_step, best_val_loss = 0, math.inf
     if state:  # the saved run goes on as if it never stopped: its optimizer, its random numbers
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
+        for saved, group in zip(state["optimizer"]["param_groups"], optimizer.param_groups):
+            saved.update({k: group[k] for k in ("weight_decay", "betas", "fused", "foreach")})  # this command's
+        optimizer.load_state_dict(state["optimizer"])  # the saved moments, under this command's settings
+        if state["scaler"]:  # empty where no loss scaling was needed (bf16, CPU)
+            scaler.load_state_dict(state["scaler"])
         start_step, best_val_loss = state["step"], state["best_val_loss"]
-        if "batches" in state["rng"]:  # v8's checkpoints have none: their batches came from the global generator
-            batches.set_state(state["rng"]["batches"])
+        saved_batches = state["rng"].get("batches")  # none in v8's checkpoints; none usable from another device
+        if saved_batches is not None and len(saved_batches) == len(batches.get_state()):
+            batches.set_state(saved_batches)
         if RANK == 0:  # process 0's dropout masks go on as saved; the others draw afresh
             torch.set_rng_state(state["rng"]["cpu"])
             if on_cuda and state["rng"]["cuda"] is not None:
@@ -517,26 +535,36 @@ def train(model, train_data, val_data, text_id, state=None):
             timer.tick(step + 1)
             signum = all_processes_agree(stop.signum)
             if signum:  # Ctrl-C or SIGTERM: keep this step's work, then stop
+                if WORLD_SIZE > 1:
+                    dist.all_reduce(loss)  # a loss that is not finite anywhere stops every process
                 stop_if_diverged(step + 1, {"train": loss.item()})
                 save(step + 1)
-                command = shlex.join(["python", Path(__file__).name, "--resume=True",
-                                      f"--ckpt_path={ckpt_path}", f"--data_path={data_path}"])
+                launcher = ["torchrun", f"--nproc_per_node={WORLD_SIZE}"] if WORLD_SIZE > 1 else ["python"]
+                command = shlex.join(launcher + [Path(__file__).name, "--resume=True"]
+                                     + [f"--{n}={globals()[n]}" for n in RESUME_WITH])
                 if RANK == 0:
                     print(f"stopped after step {step + 1}; " + (f"continue with: {command}" if ckpt_path
                           else "nothing saved, since --ckpt_path is empty"), file=sys.stderr)
                 leave_processes()
                 sys.exit(128 + signum)
         report(max_iters)
+        signum = all_processes_agree(stop.signum)  # one that came during the last evaluation: all stop
+        if signum:
+            leave_processes()
+            sys.exit(128 + signum)
 
 
 def main(argv):
     given = apply_overrides(argv)
-    target = pick_device(device)
+    target = join_processes(pick_device(device))  # under torchrun: this process's GPU, in the run's group
     if target.type == "cuda":
+        torch.cuda.set_device(target)  # where streams, recorded graphs and bf16 support are looked up
         torch.set_float32_matmul_precision("high")  # TF32 tensor cores for the matmuls left in float32
     state = open_checkpoint(given)  # None for a fresh run
-    target = join_processes(target)  # under torchrun: this process's GPU, in the run's process group
-    torch.manual_seed(seed + RANK)  # each process its own dropout masks (the batches have their own generator)
+    if batch_size % (WORLD_SIZE * grad_accum_steps):  # every process and micro-batch takes an equal share
+        sys.exit(f"error: --batch_size={batch_size} must be a multiple of {WORLD_SIZE} processes"
+                 f" x {grad_accum_steps} micro-batches = {WORLD_SIZE * grad_accum_steps}")
+    torch.manual_seed((seed + RANK) % 2**64)  # each process its own dropout masks; batches have their own generator
     if sample_only:  # the vocabulary travels with the checkpoint: no training text needed
         vocab = state["vocab"]
     else:
@@ -567,13 +595,13 @@ def main(argv):
         refuse_hours_on_cpu(model, target)
         try:
             train(model, train_data, val_data, text_id, state)
+            leave_processes()  # sampling needs no other process
         except RuntimeError as error:  # with several processes: most likely another one died or hung
-            if WORLD_SIZE == 1:
+            if WORLD_SIZE == 1 or isinstance(error, torch.OutOfMemoryError):
                 raise
             sys.exit(f"error: process {RANK} of {WORLD_SIZE} stopped: {str(error).splitlines()[0]}")
-        leave_processes()  # sampling needs no other process
         if target.type == "cuda":
-            print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB")
+            print(f"peak GPU memory: {torch.cuda.max_memory_allocated(target) / 2**20:,.0f} MiB")
 
     if RANK:
         return  # process 0 samples for the run

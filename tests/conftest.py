@@ -1,9 +1,14 @@
 """Shared helpers: load a script as a fresh module and shrink it to a CPU-sized model."""
 
+import contextlib
 import importlib.util
+import io
 import os
+import queue
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -60,6 +65,77 @@ def run_script(name, *args, cwd, timeout=60):
     """`python name.py args...` in cwd, as a user runs it."""
     return subprocess.run([sys.executable, str(ROOT / f"{name}.py"), *args], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
+
+
+class Started:
+    """A command started for a test, its output read line by line with a time limit: a test that
+    waits for a line that never comes fails instead of hanging. Killed at the end of the with block."""
+
+    def __init__(self, command, **kwargs):
+        self.process = subprocess.Popen(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        **kwargs)
+        self.lines = queue.Queue()
+        self.reader = threading.Thread(target=self.read, daemon=True)
+        self.reader.start()
+
+    def read(self):
+        for line in self.process.stdout:
+            self.lines.put(line)
+        self.lines.put(None)  # the end of the output
+
+    def line(self, timeout=30):
+        return self.lines.get(timeout=timeout)
+
+    def wait(self, timeout=30):
+        """(exit status, the rest of stdout, all of stderr) once the process has ended."""
+        code = self.process.wait(timeout=timeout)
+        self.reader.join(timeout=timeout)
+        rest = "".join(iter(self.lines.get_nowait, None))
+        return code, rest, self.process.stderr.read()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exception):
+        self.process.kill()
+        self.process.wait()
+
+
+class SignalReachedPytest(Exception):
+    """A SIGINT that the script under test did not take over."""
+
+
+def run_main(name, argv, monkeypatch=None, stop_after=None):
+    """main(argv) of a fresh module in this process; with stop_after=k, a real SIGINT arrives
+    during training step k (a guard turns it into a failed test if the script does not catch it).
+    Returns (exit code, stdout, stderr)."""
+    module = load_script(name)
+    if stop_after is not None:
+        real_step, calls = module.train_step, []
+
+        def train_step(*step_args):
+            calls.append(1)
+            if len(calls) == stop_after:
+                os.kill(os.getpid(), signal.SIGINT)
+            return real_step(*step_args)
+
+        monkeypatch.setattr(module, "train_step", train_step)
+
+    def guard(signum, frame):
+        raise SignalReachedPytest
+
+    previous = signal.signal(signal.SIGINT, guard)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                module.main(argv)
+                code = 0
+            except SystemExit as exit_info:
+                code = exit_info.code
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="session")

@@ -1,18 +1,16 @@
 """v8: checkpoints, exact resume, a safe stop, and sampling later."""
 
-import contextlib
-import io
 import os
 import pickle
+import shlex
 import shutil
 import signal
-import subprocess
 import sys
 
 import pytest
 import torch
 
-from conftest import ROOT, load_script, run_script, tiny_args
+from conftest import ROOT, Started, load_script, run_main, run_script, tiny_args
 
 NAME = "v8"
 
@@ -29,27 +27,7 @@ def args(module, tmp_path, small_text, **overrides):
 
 
 def run(argv, monkeypatch=None, stop_after=None):
-    """main(argv) in a fresh module; with stop_after=k, a SIGINT arrives during training step k.
-    Returns (exit code, stdout, stderr)."""
-    module = load_script(NAME)
-    if stop_after is not None:
-        real_step, calls = module.train_step, []
-
-        def train_step(*step_args):
-            calls.append(1)
-            if len(calls) == stop_after:
-                os.kill(os.getpid(), signal.SIGINT)
-            return real_step(*step_args)
-
-        monkeypatch.setattr(module, "train_step", train_step)
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            module.main(argv)
-            code = 0
-        except SystemExit as exit_info:
-            code = exit_info.code
-    return code, out.getvalue(), err.getvalue()
+    return run_main(NAME, argv, monkeypatch, stop_after)
 
 
 @pytest.fixture
@@ -88,13 +66,19 @@ def test_a_run_saves_its_whole_training_state(v8, saved_run, small_text):
     assert state["rng"]["cpu"].dtype == torch.uint8 and state["optimizer"]["state"]
 
 
-def test_saved_weights_load_into_a_plain_model_with_no_compile_prefix(v8, saved_run, monkeypatch):
-    path, _ = saved_run
-    weights = torch.load(path, weights_only=True)["model"]
-    assert not any(key.startswith("_orig_mod.") for key in weights)
-    for name, value in torch.load(path, weights_only=True)["hyperparameters"].items():
+def test_saved_weights_load_strictly_into_a_plain_model(v8, saved_run, monkeypatch):
+    state = torch.load(saved_run[0], weights_only=True)
+    for name, value in state["hyperparameters"].items():
         monkeypatch.setattr(v8, name, value)
-    v8.GPTLanguageModel(len(torch.load(path, weights_only=True)["vocab"])).load_state_dict(weights)  # strict
+    v8.GPTLanguageModel(len(state["vocab"])).load_state_dict(state["model"])  # strict: every key, every shape
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_cuda_a_compiled_run_saves_weights_without_the_compile_prefix(v8, tmp_path, small_text):
+    code, _, _ = run(args(v8, tmp_path, small_text, device="cuda", compile=True, max_iters=2))
+    assert code == 0
+    weights = torch.load(tmp_path / "ckpt.pt", weights_only=True)["model"]
+    assert weights and not any(key.startswith("_orig_mod.") for key in weights)
 
 
 def test_without_a_checkpoint_v8_trains_v7s_run(tmp_path, small_text, capsys):
@@ -110,8 +94,11 @@ def test_a_run_stopped_and_resumed_prints_the_step_lines_of_an_unstopped_run(v8,
     _, whole, _ = run(args(v8, tmp_path / "whole", small_text))
     code, first, err = run(args(v8, tmp_path, small_text), monkeypatch, stop_after=5)
     assert code == 130
-    assert err.startswith("stopped after step 5; continue with: python v8.py --resume=True")
-    code, second, _ = run(args(v8, tmp_path, small_text) + ["--resume=True"])
+    assert err.splitlines()[0] == "stopping after this step, to save; Ctrl-C again stops at once"
+    command = f"python v8.py --resume=True --ckpt_path={tmp_path / 'ckpt.pt'} --data_path={small_text}" \
+              " --device=cpu --compile=True"
+    assert err.splitlines()[1:] == [f"stopped after step 5; continue with: {command}"]
+    code, second, _ = run(shlex.split(command)[2:] + [f"--out_path={tmp_path / 'sample.txt'}"])  # as printed
     assert code == 0
     assert step_lines(first) == step_lines(whole)[:3]  # steps 0, 2, 4
     assert step_lines(second)[0].startswith("step 5: ")  # where the resumed run starts
@@ -137,17 +124,24 @@ def test_a_finished_run_resumed_trains_no_further_and_samples(saved_run, tmp_pat
 
 
 def test_sigterm_from_outside_saves_and_exits_143(v8, tmp_path, small_text):
-    process = subprocess.Popen([sys.executable, "-u", str(ROOT / f"{NAME}.py"),
-                                *args(v8, tmp_path, small_text, max_iters=10**6, eval_interval=10**5)],
-                               cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert process.stdout.readline().endswith("training on cpu\n")
-    assert process.stdout.readline().startswith("step 0:")
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 143
-    assert "Traceback" not in stderr and stderr.splitlines()[-1].startswith("stopped after step ")
+    with Started([sys.executable, "-u", str(ROOT / f"{NAME}.py"),
+                  *args(v8, tmp_path, small_text, max_iters=10**5, eval_interval=10**5)], cwd=tmp_path) as run_:
+        assert run_.line().endswith("training on cpu\n")
+        assert run_.line().startswith("step 0:")
+        run_.process.send_signal(signal.SIGTERM)
+        code, _, stderr = run_.wait()
+    assert code == 143
     state = torch.load(tmp_path / "ckpt.pt", weights_only=True)
     assert stderr.splitlines()[-1].startswith(f"stopped after step {state['step']};") and state["step"] > 0
+    assert "Traceback" not in stderr
+
+
+def test_a_second_signal_stops_at_once(v8):
+    with pytest.raises(KeyboardInterrupt):
+        with v8.StopSignals() as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert stop.signum == signal.SIGINT  # the first is only noted
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 def test_a_save_that_fails_midway_leaves_the_previous_checkpoint_whole(v8, saved_run, monkeypatch):
@@ -182,6 +176,36 @@ def test_a_loss_that_turns_nan_keeps_the_last_good_checkpoint(v8, tmp_path, smal
     assert code.startswith("error: training diverged: the loss is not finite at step 2")
     state = torch.load(tmp_path / "ckpt.pt", weights_only=True)
     assert state["step"] == 0 and all(torch.isfinite(w).all() for w in state["model"].values())
+
+
+def test_resume_applies_this_commands_optimizer_settings_to_the_saved_moments(saved_run, small_text, monkeypatch):
+    path, _ = saved_run
+    v8 = load_script(NAME)
+    seen = []
+    real_step = v8.train_step
+    monkeypatch.setattr(v8, "train_step", lambda model, optimizer, *rest: (
+        seen.append([(g["weight_decay"], g["betas"]) for g in optimizer.param_groups]),
+        real_step(model, optimizer, *rest))[1])
+    v8.main([f"--ckpt_path={path}", "--resume=True", "--max_iters=9", "--weight_decay=0.5", "--beta2=0.9",
+             f"--data_path={small_text}", "--device=cpu", "--out_path=", "--max_new_tokens=1"])
+    assert seen == [[(0.5, (0.9, 0.9)), (0.0, (0.9, 0.9))]]
+    assert torch.load(path, weights_only=True)["optimizer"]["state"]  # the moments went on
+
+
+def test_resume_may_not_go_back_before_the_saved_step(saved_run, small_text):
+    path, _ = saved_run
+    code, _, _ = run([f"--ckpt_path={path}", "--resume=True", "--max_iters=4", f"--data_path={small_text}",
+                      "--device=cpu"])
+    assert code == f"error: {path} is at step 8: --max_iters=4 would go back"
+    assert torch.load(path, weights_only=True)["step"] == 8
+
+
+def test_the_rules_hold_for_the_saved_values_and_the_given_ones_together(saved_run, small_text):
+    path, _ = saved_run
+    saved_lr = torch.load(path, weights_only=True)["hyperparameters"]["learning_rate"]
+    code, _, _ = run([f"--ckpt_path={path}", "--resume=True", f"--min_lr={saved_lr * 2}",
+                      f"--data_path={small_text}", "--device=cpu"])
+    assert code.startswith(f"error: --min_lr must be a finite number >= 0 and <= learning_rate ({saved_lr})")
 
 
 # ---- sampling later ---------------------------------------------------------

@@ -4,12 +4,11 @@ import builtins
 import os
 import pathlib
 import signal
-import subprocess
 import sys
 
 import pytest
 
-from conftest import GPT_SCRIPTS, ROOT, SCRIPTS, load_script, run_script, tiny_args
+from conftest import GPT_SCRIPTS, ROOT, SCRIPTS, Started, load_script, run_script, tiny_args
 
 BANNER = "# ---- command line and input checks (the same in every file)"
 LAST = SCRIPTS[-1]  # the plumbing is the same text everywhere (tested first), so one script shows its behaviour
@@ -279,13 +278,11 @@ def test_bad_input_from_the_shell_is_one_line_on_stderr_and_status_1(tmp_path):
 
 def test_ctrl_c_stops_a_run_without_a_traceback(tmp_path, small_text):
     module = load_script("bigram")
-    process = subprocess.Popen([sys.executable, "-u", str(ROOT / "bigram.py"),
-                                *tiny_args(module, max_iters=10**9, eval_interval=10**6),
-                                f"--data_path={small_text}"], cwd=tmp_path, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert process.stdout.readline().endswith("parameters, training on cpu\n")
-    assert process.stdout.readline().startswith("step 0:")  # training has begun
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 130
+    with Started([sys.executable, "-u", str(ROOT / "bigram.py"), *tiny_args(module, max_iters=10**7,
+                  eval_interval=10**7), f"--data_path={small_text}"], cwd=tmp_path) as run:
+        assert run.line().endswith("parameters, training on cpu\n")
+        assert run.line().startswith("step 0:")  # training has begun
+        run.process.send_signal(signal.SIGINT)
+        code, _, stderr = run.wait()
+    assert code == 130
     assert stderr.splitlines()[-1] == "interrupted" and "Traceback" not in stderr

@@ -1,7 +1,5 @@
 """v9: one run on many processes (gloo on the CPU), always in processes of their own, never in pytest's."""
 
-import contextlib
-import io
 import os
 import shutil
 import signal
@@ -13,7 +11,7 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, load_script, tiny_args
+from conftest import ROOT, Started, load_script, run_main, tiny_args
 
 NAME = "v9"
 SCRIPT = str(ROOT / f"{NAME}.py")
@@ -27,16 +25,10 @@ def args(folder, small_text, **overrides):
         f"--data_path={small_text}", f"--ckpt_path={folder / 'ckpt.pt'}", f"--out_path={folder / 'sample.txt'}"]
 
 
-def run_here(argv):
+def run_here(argv, monkeypatch=None, stop_after=None):
     """One process, as `python v9.py` runs: main() in a fresh module. Returns (exit code, stdout)."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        try:
-            load_script(NAME).main(argv)
-            code = 0
-        except SystemExit as exit_info:
-            code = exit_info.code
-    return code, out.getvalue()
+    code, out, _ = run_main(NAME, argv, monkeypatch, stop_after)
+    return code, out
 
 
 def free_port():
@@ -48,21 +40,19 @@ def free_port():
 def start(argv, processes=2):
     """`python v9.py argv` in each of `processes` processes, with the variables torchrun gives them."""
     port = free_port()
-    return [subprocess.Popen([sys.executable, SCRIPT, *argv], text=True, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE,
-                             env={**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank),
-                                  "WORLD_SIZE": str(processes), "MASTER_ADDR": "127.0.0.1",
-                                  "MASTER_PORT": str(port)})
+    return [Started([sys.executable, "-u", SCRIPT, *argv],
+                    env={**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(processes),
+                         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
             for rank in range(processes)]
 
 
 def finish(processes, timeout=60):
-    """Each process's (exit code, stdout, stderr), in rank order."""
-    results = []
-    for process in processes:
-        out, err = process.communicate(timeout=timeout)
-        results.append((process.returncode, out, err))
-    return results
+    """Each process's (exit code, stdout, stderr), in rank order; none is left running."""
+    try:
+        return [process.wait(timeout) for process in processes]
+    finally:
+        for process in processes:
+            process.__exit__()
 
 
 def losses(output):
@@ -83,16 +73,17 @@ def assert_same_run(got, expected):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, small_text):
-    """The same tiny run in one process and in two, each with its checkpoint at step 8."""
+    """The same tiny run in one process, and in two processes of two micro-batches each, each with
+    its checkpoint at step 8."""
     one, two = tmp_path_factory.mktemp("one"), tmp_path_factory.mktemp("two")
     code, one_out = run_here(args(one, small_text))
     assert code == 0
-    results = finish(start(args(two, small_text)))
+    results = finish(start(args(two, small_text, grad_accum_steps=2)))
     assert [code for code, _, _ in results] == [0, 0], results[0][2] + results[1][2]
     return {"one": (one, one_out), "two": (two, results)}
 
 
-def test_two_processes_train_the_one_process_run(runs):
+def test_two_processes_of_two_micro_batches_train_the_one_process_run(runs):
     (_, one_out), (_, results) = runs["one"], runs["two"]
     assert_same_run(losses(results[0][1]), losses(one_out))
     assert len(losses(one_out)) == 5
@@ -139,21 +130,33 @@ def test_a_checkpoint_of_one_process_resumes_in_two(runs, resumed_in_one_process
     assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["step"] == 12
 
 
-def test_the_saved_weights_carry_no_wrapper_prefix(runs):
+def test_the_saved_weights_carry_no_ddp_prefix(runs):
     weights = torch.load(runs["two"][0] / "ckpt.pt", weights_only=True)["model"]
-    assert not any(key.startswith(("module.", "_orig_mod.")) for key in weights)
+    assert weights and not any(key.startswith("module.") for key in weights)
+
+
+def test_one_process_stopped_and_resumed_goes_on_exactly_with_dropout(tmp_path, small_text, monkeypatch):
+    """Its own dropout masks and the batches' generator both go on where they stopped."""
+    (tmp_path / "whole").mkdir()
+    _, whole = run_here(args(tmp_path / "whole", small_text, dropout=0.2))
+    code, first = run_here(args(tmp_path, small_text, dropout=0.2), monkeypatch, stop_after=3)
+    assert code == 130
+    code, second = run_here(args(tmp_path, small_text, dropout=0.2) + ["--resume=True"])
+    assert code == 0
+    assert losses(first) + losses(second)[1:] == losses(whole)
 
 
 def test_a_signal_to_one_process_stops_all_of_them_at_the_same_step(tmp_path, small_text):
-    processes = start(args(tmp_path, small_text, max_iters=10**6, eval_interval=10**5))
-    assert processes[0].stdout.readline().endswith("(process 0 of 2)\n")
-    assert processes[0].stdout.readline().startswith("step 0:")  # both are training
-    processes[1].send_signal(signal.SIGTERM)
+    processes = start(args(tmp_path, small_text, max_iters=10**5, eval_interval=10**5))
+    assert processes[0].line().endswith("(process 0 of 2)\n")
+    assert processes[0].line().startswith("step 0:")  # both are training
+    processes[1].process.send_signal(signal.SIGTERM)
     results = finish(processes, timeout=30)
     assert [code for code, _, _ in results] == [143, 143], results[1][2]
     step = torch.load(tmp_path / "ckpt.pt", weights_only=True)["step"]
-    assert results[0][2].splitlines()[-1].startswith(f"stopped after step {step}; continue with: python v9.py")
-    assert "stopped" not in results[1][2]  # one voice
+    assert results[0][2].splitlines()[-1].startswith(
+        f"stopped after step {step}; continue with: torchrun --nproc_per_node=2 v9.py --resume=True")
+    assert "stop" not in results[1][2]  # one voice
 
 
 def test_batch_size_not_divisible_by_processes_is_refused_by_every_process_under_torchrun(tmp_path, small_text):
@@ -178,18 +181,15 @@ def worker_pids(launcher_pid):
 
 
 def test_a_process_that_dies_ends_the_whole_run_under_torchrun(tmp_path, small_text):
-    launcher = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                 "--nproc_per_node=2", SCRIPT,
-                                 *args(tmp_path, small_text, max_iters=10**6, eval_interval=10**5,
-                                       dist_timeout=20)],
-                                text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert launcher.stdout.readline().endswith("(process 0 of 2)\n")
-    assert launcher.stdout.readline().startswith("step 0:")
-    workers = worker_pids(launcher.pid)
-    assert len(workers) == 2
-    os.kill(workers[1], signal.SIGKILL)
-    killed = time.monotonic()
-    _, stderr = launcher.communicate(timeout=60)
-    assert launcher.returncode != 0
+    with Started([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", SCRIPT,
+                  *args(tmp_path, small_text, max_iters=10**5, eval_interval=10**5, dist_timeout=20)]) as launcher:
+        assert launcher.line().endswith("(process 0 of 2)\n")
+        assert launcher.line().startswith("step 0:")
+        workers = worker_pids(launcher.process.pid)
+        assert len(workers) == 2
+        os.kill(workers[1], signal.SIGKILL)
+        killed = time.monotonic()
+        code, _, stderr = launcher.wait(timeout=60)
+    assert code != 0
     assert time.monotonic() - killed < 20  # well before the process-group timeout
     assert "error: process 0 of 2 stopped: " in stderr

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn as nn
 
 from conftest import load_script, shrink
 
@@ -23,24 +24,27 @@ def test_without_warmup_the_schedule_starts_at_the_peak(monkeypatch):
     assert v7.lr_at(100) == pytest.approx(0.0)
 
 
-def test_optimizer_decays_weight_matrices_only(monkeypatch):
-    v7 = shrink(load_script("v7"), monkeypatch, n_embd=16, n_head=2, n_layer=1)
+def test_optimizer_decays_the_linear_and_embedding_weights_only(monkeypatch):
+    v7 = shrink(load_script("v7"), monkeypatch, n_embd=16, n_head=2, n_layer=1, weight_decay=0.1)
     model = v7.GPTLanguageModel(11)
     groups = v7.configure_optimizer(model).param_groups
-    decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
-    for name, p in model.named_parameters():
-        assert (id(p) in decayed) == (p.dim() >= 2), name
-    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    decay = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            weight_of_a_map = isinstance(module, (nn.Linear, nn.Embedding)) and name == "weight"
+            assert decay.pop(id(p)) == (0.1 if weight_of_a_map else 0.0), (module, name)  # not LayerNorm, no bias
+    assert decay == {}  # every parameter in exactly one group
     assert all(g["betas"] == (0.9, v7.beta2) for g in groups)
 
 
-def test_a_training_step_clips_the_gradient_norm(monkeypatch):
+def test_a_training_step_clips_the_true_gradient_norm_under_loss_scaling(monkeypatch):
     v7 = shrink(load_script("v7"), monkeypatch, n_embd=16, n_head=2, n_layer=1, grad_clip=1e-3)
     torch.manual_seed(0)
     model = v7.GPTLanguageModel(11)
     optimizer = v7.configure_optimizer(model)
     x, y = torch.randint(11, (4, 8)), torch.randint(11, (4, 8))
-    v7.train_step(model, optimizer, torch.amp.GradScaler(enabled=False), x, y)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)  # the fp16 path's scaling, here on the CPU
+    v7.train_step(model, optimizer, scaler, x, y)
     norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
     assert norm.item() == pytest.approx(1e-3, rel=1e-3)
 

@@ -71,3 +71,18 @@ def test_compile_flag_is_a_boolean_hyperparameter():
     v6 = load_script("v6")
     v6.apply_overrides(["--compile=False"])
     assert v6.compile is False
+
+
+on_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@on_cuda
+@pytest.mark.parametrize("context_length", [1, 13])
+def test_on_cuda_the_replayed_graph_samples_the_tokens_of_v5_sampling(context_length, monkeypatch):
+    _, naive, _, fast = v5_and_v6_with_the_same_weights(monkeypatch, vocab_size=30)
+    naive, fast = naive.cuda().eval(), fast.cuda().eval()
+    context = torch.randint(30, (2, context_length), generator=torch.Generator().manual_seed(5)).cuda()
+    torch.manual_seed(7)
+    expected = naive.generate(context, max_new_tokens=25)
+    torch.manual_seed(7)
+    assert torch.equal(fast.generate(context, max_new_tokens=25), expected)
