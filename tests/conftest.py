@@ -72,8 +72,9 @@ class Started:
     waits for a line that never comes fails instead of hanging. Killed at the end of the with block."""
 
     def __init__(self, command, **kwargs):
+        # Ctrl-C reaches the command as it reaches a user's, even where this shell ignores it (nohup, &)
         self.process = subprocess.Popen(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        **kwargs)
+                                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
         self.lines = queue.Queue()
         self.reader = threading.Thread(target=self.read, daemon=True)
         self.reader.start()
