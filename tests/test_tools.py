@@ -340,6 +340,19 @@ def test_plot_labels_tell_apart_unseeded_runs_of_a_version_by_commit_else_by_num
                                             "v4 (run 1)", "v4 (run 2)", "v4"]
 
 
+def test_plot_labels_name_the_device_in_a_panel_that_mixes_devices():
+    sections = [runlog.Section("v4", "input.txt", None, "bbb2222", [], "cpu"),
+                runlog.Section("v5", "input.txt", None, "aaa1111", [], "NVIDIA H100 80GB HBM3"),
+                runlog.Section("v5", "input.txt", None, "bbb2222", [], "cpu"),
+                runlog.Section("v5", "classic", None, "aaa1111", [], "NVIDIA H100 80GB HBM3")]
+    assert plot_losses.labels(sections) == ["v4 (cpu)", "v5 (NVIDIA H100 80GB HBM3)", "v5 (cpu)", "v5"]
+
+
+def test_section_reader_reads_each_runs_device():
+    markdown = "### v5 on input.txt\n\n- device: cpu; PyTorch 2.13.0+cpu\n- date: today; commit abc1234; wall\n"
+    assert runlog.read_sections(markdown)[0].device == "cpu"
+
+
 def test_plot_gives_a_version_one_colour_in_every_panel():
     sections = [runlog.Section(version, data, seed, "abc1234", [])
                 for data in ("input.txt", "classic") for version, seed in (("v5", None), ("v6", "1"), ("v6", "2"))]

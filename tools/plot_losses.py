@@ -20,12 +20,15 @@ LINE_STYLES = ["-", "--", ":", "-.", (0, (8, 2)), (0, (4, 1, 1, 1, 1, 1))]
 
 
 def labels(sections):
-    """A legend label for each section, unique within its corpus: the version, with the seed where
-    given; where runs still share a label, each one's commit if theirs all differ, else its number."""
-    parts = [[f"seed {s.seed}"] if s.seed else [] for s in sections]
-    alike = defaultdict(list)  # (corpus, version, seed) -> the sections that share them, in file order
+    """A legend label for each section, unique within its corpus: the version; its device where the
+    panel mixes devices (GPU runs and CPU-sized ones); its seed where given; and where runs still
+    share a label, each one's commit if theirs all differ, else its number."""
+    mixed = {s.data for s in sections if len({t.device for t in sections if t.data == s.data}) > 1}
+    parts = [([s.device] if s.data in mixed and s.device else []) + ([f"seed {s.seed}"] if s.seed else [])
+             for s in sections]
+    alike = defaultdict(list)  # (corpus, version, label parts) -> the sections that share them, in file order
     for i, s in enumerate(sections):
-        alike[s.data, s.version, s.seed].append(i)
+        alike[s.data, s.version, tuple(parts[i])].append(i)
     for runs in alike.values():
         if len(runs) == 1:
             continue

@@ -182,18 +182,21 @@ def markdown_table(rows):
 
 SECTION = re.compile(r"^### (\S+) on (.+?)(?:, seed (\d+))?$")
 DATE_LINE = re.compile(r"^- date: .*?; commit ([^;\s]+)")
-Section = namedtuple("Section", "version data seed commit points")
+DEVICE_LINE = re.compile(r"^- device: (.+?); PyTorch ")
+Section = namedtuple("Section", "version data seed commit points device", defaults=(None,))
 
 
 def read_sections(markdown):
-    """A Section (version, data, seed, commit, [(step, val loss)]) for each run of training_logs.md;
-    seed and commit are None where the section does not give them."""
+    """A Section (version, data, seed, commit, [(step, val loss)], device) for each run of
+    training_logs.md; seed, commit and device are None where the section does not give them."""
     sections = []
     for line in markdown.splitlines():
         if m := SECTION.match(line):
             sections.append(Section(m.group(1), m.group(2), m.group(3), None, []))
         elif sections and (m := DATE_LINE.match(line)):
             sections[-1] = sections[-1]._replace(commit=m.group(1))
+        elif sections and (m := DEVICE_LINE.match(line)):
+            sections[-1] = sections[-1]._replace(device=m.group(1))
         elif sections and (m := STEP_LINE.match(line)):
             sections[-1].points.append((int(m.group(1)), float(m.group(3))))
     return sections
