@@ -432,15 +432,18 @@ def train(model, train_data, val_data, text_id, state=None):
         if on_cuda and state["rng"]["cuda"] is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"], train_data.device)
     timer = StepTimer(start_step)  # time per step and time left, for the lines below
+    save_seconds = []  # what keeping the run costs
 
     def save(step):
         if ckpt_path:  # model is the uncompiled module: its keys carry no "_orig_mod." prefix
             rng = {"cpu": torch.get_rng_state(),
                    "cuda": torch.cuda.get_rng_state(train_data.device) if on_cuda else None}
+            start = time.perf_counter()
             save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              "scaler": scaler.state_dict(), "step": step, "best_val_loss": best_val_loss,
                              "rng": rng, "hyperparameters": {n: globals()[n] for n in HYPERPARAMETERS},
                              **text_id}, ckpt_path)
+            save_seconds.append(time.perf_counter() - start)
 
     def report(step):
         nonlocal best_val_loss
@@ -468,6 +471,9 @@ def train(model, train_data, val_data, text_id, state=None):
                       else "nothing saved, since --ckpt_path is empty"), file=sys.stderr)
                 sys.exit(128 + stop.signum)
         report(max_iters)
+    if save_seconds:
+        print(f"checkpoint {ckpt_path}: {os.path.getsize(ckpt_path) / 2**20:.1f} MiB, saved {len(save_seconds)}"
+              f" times in {sum(save_seconds):.2f} s, the last in {save_seconds[-1]:.2f} s")
 
 
 def main(argv):

@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import re
 import shlex
 import shutil
 import signal
@@ -64,6 +65,12 @@ def test_a_run_saves_its_whole_training_state(v8, saved_run, small_text):
     assert state["vocab"] == "".join(sorted(set(text)))
     assert len(state["text_sha256"]) == 64
     assert state["rng"]["cpu"].dtype == torch.uint8 and state["optimizer"]["state"]
+
+
+def test_a_run_reports_what_its_checkpoints_cost(saved_run):
+    path, out = saved_run
+    line = next(line for line in out.splitlines() if line.startswith("checkpoint "))
+    assert re.fullmatch(rf"checkpoint .*ckpt\.pt: [\d.]+ MiB, saved 5 times in [\d.]+ s, the last in [\d.]+ s", line)
 
 
 def test_saved_weights_load_strictly_into_a_plain_model(v8, saved_run, monkeypatch):
