@@ -588,7 +588,10 @@ def main(argv):
 
     model = GPTLanguageModel(vocab_size)
     if state:
-        model.load_state_dict(state["model"])
+        try:
+            model.load_state_dict(state["model"])
+        except (RuntimeError, TypeError):  # keys or shapes that are not this model's
+            sys.exit(f"error: {ckpt_path} holds weights of another model than its hyperparameters describe")
     model.to(target)
     if sample_only:
         print(f"{ckpt_path}: step {state['step']}, best val loss {state['best_val_loss']:.4f};"

@@ -292,6 +292,7 @@ BROKEN = {
     "text": (b"just some words", "is not a checkpoint that can be loaded safely"),
     "truncated": ("half", "is not a checkpoint that can be loaded safely"),
     "another kind of file": ({"weights": torch.zeros(2)}, "is not a checkpoint of this series"),
+    "weights of another model": ("other weights", "holds weights of another model"),
 }
 
 
@@ -302,6 +303,9 @@ def test_a_broken_or_missing_checkpoint_is_a_one_line_error(case, mode, saved_ru
     path = tmp_path / "broken.pt"
     if content == "half":
         path.write_bytes(saved_run[0].read_bytes()[:5000])
+    elif content == "other weights":
+        state = torch.load(saved_run[0], weights_only=True)
+        torch.save({**state, "model": {"lm_head.weight": torch.zeros(3, 3)}}, path)
     elif isinstance(content, dict):
         torch.save(content, path)
     elif content is not None:
