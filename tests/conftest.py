@@ -117,7 +117,7 @@ def run_main(name, argv, monkeypatch=None, stop_after=None):
         def train_step(*step_args):
             calls.append(1)
             if len(calls) == stop_after:
-                os.kill(os.getpid(), signal.SIGINT)
+                signal.raise_signal(signal.SIGINT)  # to this thread: handled before the call returns
             return real_step(*step_args)
 
         monkeypatch.setattr(module, "train_step", train_step)

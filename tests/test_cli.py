@@ -2,6 +2,7 @@
 
 import builtins
 import os
+import types
 import pathlib
 import signal
 import sys
@@ -212,7 +213,7 @@ def test_a_progress_line_comes_when_ten_seconds_pass_without_output(monkeypatch,
     module = load_script(LAST)
     monkeypatch.setattr(module, "max_iters", 1000)
     clock = iter([100.0, 105.0, 111.0, 111.0])  # start, a step 5 s later, another 6 s after that
-    monkeypatch.setattr(module.time, "time", lambda: next(clock))
+    monkeypatch.setattr(module, "time", types.SimpleNamespace(time=lambda: next(clock)))  # this module's clock only
     timer = module.StepTimer()
     timer.tick(1)
     assert capsys.readouterr().out == ""
