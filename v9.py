@@ -21,6 +21,7 @@ Its figures on several GPUs are pending (README, "Many GPUs").
 import atexit
 import contextlib
 import datetime
+import gc
 import hashlib
 import math
 import operator
@@ -284,9 +285,13 @@ def join_processes(target):
 
 
 def leave_processes():
-    """All together, leave the process group: no process tears its end down while another still talks."""
+    """All together, leave the process group: no process tears its end down while another still talks.
+    Nothing may hold on to the group after (DDP, CPU_GROUP): it must go now, not as Python exits."""
+    global CPU_GROUP
     if dist.is_initialized():
         dist.barrier(group=CPU_GROUP)
+        CPU_GROUP = None
+        gc.collect()  # a DDP module the caller dropped, with the group its gradient sums hold
         dist.destroy_process_group()
 
 
@@ -548,11 +553,13 @@ def train(model, train_data, val_data, text_id, state=None):
                 if RANK == 0:
                     print(f"stopped after step {step + 1}; " + (f"continue with: {command}" if ckpt_path
                           else "nothing saved, since --ckpt_path is empty"), file=sys.stderr)
+                step_model = None  # DDP lets go of the process group, which leave_processes ends
                 leave_processes()
                 sys.exit(128 + signum)
         report(max_iters)
         signum = all_processes_agree(stop.signum)  # one that came during the last evaluation: all stop
         if signum:
+            step_model = None
             leave_processes()
             sys.exit(128 + signum)
     if save_seconds:
