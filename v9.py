@@ -553,13 +553,12 @@ def train(model, train_data, val_data, text_id, state=None):
                 if RANK == 0:
                     print(f"stopped after step {step + 1}; " + (f"continue with: {command}" if ckpt_path
                           else "nothing saved, since --ckpt_path is empty"), file=sys.stderr)
-                step_model = None  # DDP lets go of the process group, which leave_processes ends
-                leave_processes()
-                sys.exit(128 + signum)
-        report(max_iters)
-        signum = all_processes_agree(stop.signum)  # one that came during the last evaluation: all stop
+                break
+        else:  # no stop asked for during training
+            report(max_iters)
+            signum = all_processes_agree(stop.signum)  # one that came during the last evaluation: all stop
         if signum:
-            step_model = None
+            step_model = None  # DDP lets go of the process group, which leave_processes ends
             leave_processes()
             sys.exit(128 + signum)
     if save_seconds:
