@@ -6,20 +6,14 @@ the 2-D weights (matrices and embedding tables), not biases or LayerNorm gains,
 and has a shorter second-moment memory (beta2); gradients are clipped to a global
 norm; and the loss is measured exactly, over every non-overlapping window of the
 validation split instead of over random batches, which makes it cheap and precise
-enough to measure every 100 steps. The defaults are chosen for the time to reach a
-target validation loss.
+enough to measure every 100 steps. On a GPU it reaches a val loss near 1.47.
 
     python v7.py                                   # on a GPU
-    python v7.py --batch_size=32 --block_size=64 --n_embd=128 --n_head=4 --n_layer=4 --max_iters=2000 --eval_interval=500
-
-Its defaults reached val loss 1.6186 on input.txt and 1.4665, 1.4760 and 1.4639
-(seeds 1 to 3) on the classic corpus on an H100 (training_logs.md; made with the
-same training in an earlier v6.py).
+    python v7.py --batch_size=32 --block_size=64 --n_embd=128 --n_head=4 --n_layer=4 --eval_interval=500
 """
 
-import contextlib
+import argparse
 import math
-import operator
 import os
 import re
 import sys
@@ -30,7 +24,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-# hyperparameters (each can be overridden on the command line: --name=value)
+# hyperparameters (each can be set on the command line: --name=value)
 batch_size = 64  # independent sequences processed in parallel
 block_size = 256  # maximum context length for predictions, in characters
 max_iters = 2000  # optimizer steps
@@ -49,11 +43,28 @@ max_new_tokens = 2000  # characters sampled after training
 device = "auto"  # 'auto' picks cuda, then mps, then cpu
 data_path = str(Path(__file__).with_name("input.txt"))  # training text: any UTF-8 file
 seed = 1337  # random seed: the same seed gives the same run
-out_path = str(Path(__file__).with_name("output.txt"))  # file the sample is also written to ('' = printed only)
+out_path = ""  # file the sample is also written to ('' = printed only; v5 keeps the series' output.txt)
 compile = True  # torch.compile the training step on CUDA (never on CPU or mps)
-# the names above: the ones --name=value may set
-HYPERPARAMETERS = [name for name, value in globals().items()
+HYPERPARAMETERS = [name for name, value in globals().items()  # the names above: --name=value sets them
                    if not name.startswith("_") and isinstance(value, (bool, int, float, str))]
+
+
+def check_hyperparameters():
+    """A value no run can use stops the run here, with one line."""
+    lowest = dict(batch_size=1, block_size=1, max_iters=0, eval_interval=1, warmup_iters=0, weight_decay=0,
+                  beta2=0, n_embd=1, n_head=1, n_layer=1, max_new_tokens=0, seed=0)
+    for name, low in lowest.items():
+        if globals()[name] < low:
+            sys.exit(f"error: --{name} must be at least {low}, got {globals()[name]}")
+    if learning_rate <= 0 or seed >= 2**64:
+        sys.exit(f"error: --learning_rate must be above 0 and --seed below 2**64, got {learning_rate} and {seed}")
+    if n_embd % n_head:  # every head gets the same share of the embedding
+        sys.exit(f"error: --n_embd={n_embd} must be a multiple of --n_head={n_head}")
+    if not 0 <= min_lr <= learning_rate or beta2 >= 1 or grad_clip <= 0:
+        sys.exit(f"error: need 0 <= --min_lr <= --learning_rate, --beta2 < 1 and --grad_clip > 0;"
+                 f" got {min_lr}, {beta2} and {grad_clip}")
+    if not 0 <= dropout < 1:
+        sys.exit(f"error: --dropout must be at least 0 and below 1, got {dropout}")
 
 
 # ---- data -----------------------------------------------------------------
@@ -76,12 +87,9 @@ def build_tokenizer(text):
 def split_data(data):
     """First 90% for training, the rest for validation; each must hold a full window."""
     n = int(0.9 * len(data))
-    train_data, val_data = data[:n], data[n:]
-    if min(len(train_data), len(val_data)) <= block_size:
-        sys.exit(f"error: the text is too short for block_size={block_size}: both splits need"
-                 f" more than {block_size} characters (train has {len(train_data)},"
-                 f" val has {len(val_data)})")
-    return train_data, val_data
+    if min(n, len(data) - n) <= block_size:
+        sys.exit(f"error: the text is too short: both splits need over block_size={block_size} characters")
+    return data[:n], data[n:]
 
 
 def get_batch(data):
@@ -99,28 +107,6 @@ def eval_windows(data, every=1):
 
 
 # ---- model ----------------------------------------------------------------
-
-def cuda_graph(forward):
-    """Record the CUDA kernels of one call of forward(); return a function that replays them.
-
-    A replay reads and writes the memory the recorded call did: update the inputs in place,
-    and read the output, the same tensor each time, before the next replay."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):  # warm-up calls on a side stream, as recording requires
-        for _ in range(3):
-            forward()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = forward()
-
-    def replay():
-        graph.replay()
-        return out
-
-    return replay
-
 
 class MultiHeadAttention(nn.Module):
     """Causal self-attention of num_heads heads, computed for all heads at once."""
@@ -205,44 +191,27 @@ class GPTLanguageModel(nn.Module):
         x = self.ln_f(x)  # (B, T, n_embd)
         logits = self.lm_head(x)  # (B, T, n_embd) -> (B, T, vocab_size)
         if targets is None:
-            loss = None
-        else:
-            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())  # (B*T, vocab_size) vs (B*T,)
+            return logits, None
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())  # (B*T, vocab_size) vs (B*T,)
         return logits, loss
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens):
-        """Extend idx (B, T) by max_new_tokens characters, each sampled from the model.
-
-        Every forward pass reads a window of exactly block_size positions, so that on CUDA it is
-        recorded once and replayed. Until the text fills the window, its tail is padding that
-        attention, being causal, hides from the real positions: their logits are v5's."""
-        B, T = idx.shape
-        out = torch.zeros((B, max(T + max_new_tokens, block_size)), dtype=torch.long, device=idx.device)
-        out[:, :T] = idx
-        window = out[:, :block_size].clone()  # the forward pass's input, updated in place
-
-        def forward():
-            return self(window)[0]  # (B, block_size) -> (B, block_size, vocab_size)
-
-        logits_of = cuda_graph(forward) if idx.is_cuda else forward
-        for t in range(T, T + max_new_tokens):
-            start = max(0, t - block_size)  # the window holds positions start .. start + block_size - 1
-            window.copy_(out[:, start:start + block_size])
-            probs = F.softmax(logits_of()[:, t - 1 - start, :], dim=-1)  # at position t - 1: (B, vocab_size)
-            out[:, t:t + 1] = torch.multinomial(probs, num_samples=1)  # (B, 1)
-        return out[:, :T + max_new_tokens]
+        """Extend idx (B, T) by max_new_tokens characters, each sampled from the model."""
+        for _ in range(max_new_tokens):
+            idx_cond = idx[:, -block_size:]  # the position table has block_size rows: crop the context
+            logits, _ = self(idx_cond)  # (B, T, vocab_size)
+            probs = F.softmax(logits[:, -1, :], dim=-1)  # the last position only: (B, vocab_size)
+            idx_next = torch.multinomial(probs, num_samples=1)  # (B, 1)
+            idx = torch.cat((idx, idx_next), dim=1)  # (B, T + 1)
+        return idx
 
 
 # ---- training -------------------------------------------------------------
 
 def autocast(device):
-    """bf16 autocast on CUDA (fp16 where the GPU has no bf16); float32 elsewhere."""
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
-    # no cache of weights cast to bf16: a recorded CUDA graph must not read a cache that is freed
-    return torch.autocast("cuda", dtype=dtype, cache_enabled=False)
+    """bf16 autocast on CUDA, where tensor cores multiply bf16 several times faster; float32 elsewhere."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 @torch.no_grad()
@@ -279,62 +248,49 @@ def lr_at(step):
     return min_lr + 0.5 * (learning_rate - min_lr) * (1 + math.cos(math.pi * progress))
 
 
-def train_step(model, optimizer, scaler, xb, yb):
-    """One optimizer update on one batch; returns that batch's loss before the update."""
-    with autocast(xb.device):
-        _, loss = model(xb, yb)
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()  # fp16 only: the loss is scaled up so small gradients survive
-    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    scaler.step(optimizer)
-    scaler.update()
-    return loss
-
-
 def train(model, train_data, val_data):
-    """max_iters AdamW steps on random batches, reporting losses every eval_interval steps."""
+    """max_iters AdamW steps on random batches, with the losses every eval_interval steps and at the end."""
     on_cuda = train_data.device.type == "cuda"
     optimizer = configure_optimizer(model)
-    scaler = torch.amp.GradScaler(enabled=on_cuda and not torch.cuda.is_bf16_supported(including_emulation=False))
-    # only the training step is compiled: evaluation and sampling run eagerly, with other shapes
-    step_model = torch.compile(model) if compile and on_cuda else model
     val_windows = eval_windows(val_data)
     # about as many training windows as validation windows, spread evenly over the training split
     train_windows = eval_windows(train_data, every=max(1, len(train_data) // len(val_data)))
-    timer = StepTimer()  # time per step and time left, for the lines below
-
-    def report(step):
-        losses = estimate_loss(model, {"train": train_windows, "val": val_windows})
-        print(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
-              + timer.lap(step), flush=True)
-        stop_if_diverged(step, losses)
-
-    for step in range(max_iters):
-        if step % eval_interval == 0:
-            report(step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step)
-        train_step(step_model, optimizer, scaler, *get_batch(train_data))
-        timer.tick(step + 1)
-    report(max_iters)
+    step_model = torch.compile(model) if compile and on_cuda else model  # evaluation and sampling run eagerly
+    start = time.time()
+    for step in range(max_iters + 1):
+        if step % eval_interval == 0 or step == max_iters:
+            losses = estimate_loss(model, {"train": train_windows, "val": val_windows})
+            print(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
+                  f" | {time.time() - start:.1f} s", flush=True)  # the time since training started
+            if not math.isfinite(losses["train"] + losses["val"]):  # NaN or inf: training will not recover
+                sys.exit(f"error: the loss is not finite at step {step}; try a smaller --learning_rate")
+        if step < max_iters:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
+            with autocast(train_data.device):
+                _, loss = step_model(*get_batch(train_data))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
 
 
 def main(argv):
-    apply_overrides(argv)
+    parse_args(argv)  # --name=value for the hyperparameters above, then check_hyperparameters()
     torch.manual_seed(seed)
     target = pick_device(device)
     if target.type == "cuda":
-        torch.cuda.set_device(target)  # where streams, recorded graphs and bf16 support are looked up
+        torch.cuda.set_device(target)  # the GPU that compiled kernels are built and cached for
         torch.set_float32_matmul_precision("high")  # TF32 tensor cores for the matmuls left in float32
     text = load_text(data_path)
     encode, decode, vocab_size = build_tokenizer(text)
-    train_data, val_data = split_data(torch.tensor(encode(text), dtype=torch.long))
-    train_data, val_data = train_data.to(target), val_data.to(target)  # moved to the device once
+    train_data, val_data = split_data(torch.tensor(encode(text), dtype=torch.long, device=target))
 
     model = GPTLanguageModel(vocab_size).to(target)
     print(f"{sum(p.numel() for p in model.parameters()):,} parameters, training on {target}")
-    refuse_hours_on_cpu(model, target)
+    operations = 6 * sum(p.numel() for p in model.parameters()) * batch_size * block_size * max_iters
+    if device == "auto" and target.type == "cpu" and operations > 2e11 * 3600:  # an hour of a fast CPU
+        sys.exit("error: no GPU, and these sizes take hours on a CPU; see --help for a CPU-sized run, or --device=cpu")
     train(model, train_data, val_data)
     if target.type == "cuda":
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated(target) / 2**20:,.0f} MiB")
@@ -343,205 +299,81 @@ def main(argv):
     context = torch.zeros((1, 1), dtype=torch.long, device=target)  # start from token 0
     with autocast(target):
         sample = decode(model.generate(context, max_new_tokens)[0].tolist())
-    if out_path:
-        Path(out_path).write_text(sample, encoding="utf-8")
-        print(f"sample, also written to {out_path}:")
     print(sample)
+    if out_path:
+        write_atomically(out_path, sample.encode("utf-8"))
 
 
-# What each number may be: "OP VALUE", joined by " and "; VALUE is a number or another name.
-RULES = {
-    "batch_size": ">= 1",
-    "block_size": ">= 1",
-    "max_iters": ">= 0",
-    "eval_interval": ">= 1",
-    "learning_rate": "> 0",
-    "min_lr": ">= 0 and <= learning_rate",
-    "warmup_iters": ">= 0",
-    "weight_decay": ">= 0",
-    "beta2": ">= 0 and < 1",
-    "grad_clip": "> 0",
-    "n_embd": ">= 1 and multiple of n_head",
-    "n_head": ">= 1",
-    "n_layer": ">= 1",
-    "dropout": ">= 0 and < 1",
-    "max_new_tokens": ">= 0",
-    "seed": ">= 0 and < 18446744073709551616",
-}
-# a CPU-sized run to suggest when device=auto finds no GPU and these sizes would take hours
-CPU_ARGS = "--batch_size=32 --block_size=64 --n_embd=128 --n_head=4 --n_layer=4 --max_iters=2000 --eval_interval=500"
+# ---- the same in every script: command line, device, text, files ------------
 
-
-# ---- command line and input checks (the same in every file) ----------------
-
-OPERATORS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt,
-             "multiple of": lambda value, base: value % base == 0}
-KINDS = {int: "an integer", float: "a finite number", bool: "True or False", str: "a string"}
-
-
-def apply_overrides(argv):
-    """Set hyperparameters from --name=value arguments, cast to the type of their default, and check
-    them all; return the names that were given."""
-    if "--help" in argv or "-h" in argv:
-        print_help()
-        sys.exit(0)
-    given = set()
-    for arg in argv:
-        name, has_value, value = arg.removeprefix("--").partition("=")
-        if not arg.startswith("--") or name not in HYPERPARAMETERS:
-            sys.exit(f"error: unknown argument {arg!r}; python {Path(__file__).name} --help lists the names")
-        if not has_value:
-            sys.exit(f"error: {arg} has no value: the form is --{name}=value")
-        kind = type(globals()[name])
-        try:
-            globals()[name] = {"True": True, "False": False}[value] if kind is bool else kind(value)
-        except (KeyError, ValueError):
-            sys.exit(f"error: --{name} must be {KINDS[kind]}, got {value!r}")
-        given.add(name)
-    for name, rule in RULES.items():
-        check_rule(name, rule)
-    check_output_paths()
-    return given
-
-
-def check_rule(name, rule):
-    """Exit with a one-line error unless the hyperparameter is finite and meets every part of its rule."""
-    value = globals()[name]
-    for part in rule.split(" and "):
-        op, bound = part.rsplit(" ", 1)
-        limit = globals()[bound] if bound in HYPERPARAMETERS else int(bound) if bound.isdigit() else float(bound)
-        if (isinstance(value, float) and not math.isfinite(value)) or not OPERATORS[op](value, limit):
-            shown = f"{bound} ({limit})" if bound in HYPERPARAMETERS else bound
-            sys.exit(f"error: --{name} must be {KINDS[type(value)]} "
-                     + rule.replace(bound, shown) + f", got {value}")
-
-
-def check_output_paths():
-    """Every *_path but data_path is written: it must be a file in an existing, writable directory,
-    and neither the training text nor another output."""
-    outputs = [name for name in HYPERPARAMETERS if name.endswith("_path") and name != "data_path"]
-    seen = {os.path.realpath(data_path): "data_path"}
-    for name in outputs:
-        path = globals()[name]
-        if not path:
-            continue
-        real = os.path.realpath(path)
-        if real in seen:
-            sys.exit(f"error: --{name}={path} is also --{seen[real]}; writing it would destroy that file")
-        seen[real] = name
-        if os.path.isdir(path):
-            sys.exit(f"error: --{name}={path} is a directory; give a file name")
-        directory = os.path.dirname(real)
-        if not os.path.isdir(directory):
-            sys.exit(f"error: --{name}={path}: no directory {directory} to write into")
-        if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-            sys.exit(f"error: --{name}={path} cannot be written here")
-
-
-def print_help():
-    """Every hyperparameter with its default and its comment, read from the top of this file."""
+def parse_args(argv):
+    """Set the hyperparameters above from --name=value or --name value; check them; return the names given."""
     comments = dict(re.findall(r"^(\w+) = .*?  # (.*)$", Path(__file__).read_text(encoding="utf-8"), re.M))
-    print(f"usage: python {Path(__file__).name} [--name=value ...]\n\n{__doc__.splitlines()[0]}\n")
-    for name in HYPERPARAMETERS:
-        rule = f" [{RULES[name]}]" if name in RULES else ""
-        print(f"  --{name}={globals()[name]}\n      {comments.get(name, '')}{rule}")
+    parser = argparse.ArgumentParser(prog=f"python {Path(__file__).name}", usage="%(prog)s [--name=value ...]",
+                                     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False, argument_default=argparse.SUPPRESS)
+    for name, kind in [(n, type(globals()[n])) for n in HYPERPARAMETERS]:  # typed by its default
+        parser.add_argument(f"--{name}", type={bool: boolean}.get(kind, kind), metavar=kind.__name__,
+                            help=f"{comments[name]} (default: {globals()[name]})".replace("%", "%%"))
+    given = vars(parser.parse_args(argv))
+    if bad := [n for n, value in given.items() if isinstance(value, float) and not math.isfinite(value)]:
+        parser.error(f"argument --{bad[0]}: must be a finite number, got {given[bad[0]]}")
+    globals().update(given)
+    check_hyperparameters()
+    taken = {file_id(p) for p in [data_path, *Path(__file__).parent.glob("*.py")]}  # read, never written
+    for name in [n for n in HYPERPARAMETERS if n.endswith("_path") and n != "data_path" and globals()[n]]:
+        path = globals()[name]
+        if file_id(path) in taken or os.path.isdir(path) or not os.access(Path(path).absolute().parent, os.W_OK):
+            sys.exit(f"error: --{name}={path}: a directory, in a missing or read-only folder, or a file to keep")
+        taken.add(file_id(path))
+    return set(given)
+
+
+def boolean(text):
+    """argparse's type for a bool: True/False, true/false or 1/0."""
+    if text.lower() not in ("true", "false", "1", "0"):
+        raise ValueError
+    return text.lower() in ("true", "1")
+
+
+def file_id(path):
+    """The file itself, whatever path leads to it (a hard or symbolic link); its full path if it is new."""
+    return (os.stat(path).st_dev, os.stat(path).st_ino) if os.path.exists(path) else os.path.realpath(path)
 
 
 def pick_device(name):
     """'auto' picks cuda, then mps, then cpu; any other name must be a device present here."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    try:
-        target = torch.device(name)
-    except RuntimeError:
-        sys.exit(f"error: --device={name} is not a device name; use auto, cpu, cuda, cuda:N or mps")
-    count = {"cpu": 1, "cuda": torch.cuda.device_count(), "mps": int(torch.backends.mps.is_available())}
-    if (target.index or 0) >= count.get(target.type, 0):
-        sys.exit(f"error: --device={name} is not available here; use auto, cpu, cuda, cuda:N or mps")
-    return target
-
-
-def refuse_hours_on_cpu(model, target):
-    """With device=auto and no GPU, stop before a run that would take over an hour on this CPU.
-
-    The estimate times one forward pass of one sequence, without drawing random numbers,
-    and counts a training step as three such passes (forward and backward) per sequence."""
-    if device != "auto" or target.type != "cpu":
-        return
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        window = torch.zeros((1, block_size), dtype=torch.long)
-        model(window)  # the first pass allocates; time the second
-        start = time.perf_counter()
-        model(window)
-        seconds = 3 * batch_size * (time.perf_counter() - start) * max_iters
-    model.train(was_training)
-    if seconds > 3600:
-        suggestion = f"python {Path(__file__).name} {CPU_ARGS}" if CPU_ARGS else "smaller sizes"
-        sys.exit(f"error: no GPU found, and these sizes need at least {duration(seconds)} of training on"
-                 f" this CPU (estimated from one forward pass); try {suggestion}, or pass --device=cpu to run anyway")
+    present = ["cuda"] * torch.cuda.is_available() + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    present += ["mps"] * torch.backends.mps.is_available() + ["cpu"]
+    name = present[0] if name == "auto" else name
+    if name not in present:
+        sys.exit(f"error: --device={name} is not here; use auto or one of {', '.join(present)}")
+    return torch.device(name)
 
 
 def load_text(path):
-    """Read the training text; anything unusable ends the run with a one-line error."""
+    """The training text, or a one-line error."""
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        sys.exit(f"error: no data file at {path}")
-    except UnicodeDecodeError:
-        sys.exit(f"error: {path} is not UTF-8 text")
-    except OSError as error:
-        sys.exit(f"error: cannot read {path}: {error.strerror}")
-    if not text:
-        sys.exit(f"error: {path} is empty")
+    except (OSError, UnicodeDecodeError) as error:  # missing, a directory, unreadable, not UTF-8
+        sys.exit(f"error: cannot read {path}: {getattr(error, 'strerror', None) or 'not UTF-8 text'}")
+    if not text or "\0" in text:
+        sys.exit(f"error: {path} is {'binary' if text else 'empty'}")
     return text
 
 
-def duration(seconds):
-    """A time span as a person reads it: '42 s', '12 min' or '3.5 h'."""
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
-
-
-class StepTimer:
-    """Time per training step, evaluations included, and the time left to max_iters."""
-
-    def __init__(self, first_step=0):
-        self.first_step = first_step
-        self.start = self.last_line = time.time()
-
-    def lap(self, step):
-        """' | 12.3 ms/step, 4 min left' for a line printed after step steps ('' before any)."""
-        self.last_line = time.time()
-        if step == self.first_step:
-            return ""
-        per_step = (self.last_line - self.start) / (step - self.first_step)
-        return f" | {per_step * 1000:.1f} ms/step, {duration(per_step * (max_iters - step))} left"
-
-    def tick(self, step):
-        """After each training step: a progress line whenever 10 s have passed without one."""
-        if time.time() - self.last_line >= 10:
-            print(f"... step {step}/{max_iters}" + self.lap(step), flush=True)
-
-
-def stop_if_diverged(step, losses):
-    """A loss that is NaN or infinite will not come back: end the run with a one-line error."""
-    if not all(math.isfinite(loss) for loss in losses.values()):
-        shown = ", ".join(f"{split} {loss}" for split, loss in losses.items())
-        sys.exit(f"error: training diverged: the loss is not finite at step {step} ({shown});"
-                 " try a smaller --learning_rate")
+def write_atomically(path, data):
+    """Write bytes into path + ".tmp", then rename it over path: a crash leaves the old file or the new."""
+    Path(path + ".tmp").write_bytes(data)
+    os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":
     try:
         main(sys.argv[1:])
-    except KeyboardInterrupt:  # Ctrl-C: stop without a traceback
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C: the shell's status for it, and no traceback
         sys.exit(130)
-    except BrokenPipeError:  # the output went to a program that stopped reading it (head, say)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-        sys.exit(1)
-    except torch.OutOfMemoryError:
-        sys.exit("error: out of GPU memory at these sizes; try a smaller --batch_size or --block_size")
+    except RuntimeError as error:  # out of memory, on the CPU or a GPU: one line that names the size
+        if not (size := re.search(r"(?i)tried to allocate ([\d.]+ \w+)", str(error))):
+            raise
+        sys.exit(f"error: out of memory (tried to allocate {size[1]}); try smaller sizes")

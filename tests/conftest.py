@@ -1,4 +1,4 @@
-"""Shared helpers: load a script as a fresh module and shrink it to a CPU-sized model."""
+"""Shared helpers: load a script as a fresh module, shrink it to a CPU-sized model, run it."""
 
 import contextlib
 import importlib.util
@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ["bigram", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9"]
 ATTENTION_SCRIPTS = SCRIPTS[1:]
 GPT_SCRIPTS = SCRIPTS[4:]  # the full model: LayerNorm, dropout, N(0, 0.02) initialisation
+SERIES = SCRIPTS
 
 # Small values for every hyperparameter that makes the model or a run large.
 TINY = {
@@ -35,13 +36,13 @@ TINY = {
     "eval_iters": 2,
     "warmup_iters": 2,
     "max_new_tokens": 20,
-    "ckpt_path": "",  # v8 on: no checkpoint unless a test asks for one (never into the repository)
+    "ckpt_path": "",  # v8 on: no checkpoint unless a test asks for one, and never one in the repository
 }
 
 
 def load_script(name):
     """Import ROOT/name.py as a new module object, independent of earlier imports."""
-    spec = importlib.util.spec_from_file_location(f"{name}_under_test", ROOT / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"{name.replace('/', '_')}_under_test", ROOT / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -56,9 +57,20 @@ def shrink(module, monkeypatch, **overrides):
 
 
 def tiny_args(module, **overrides):
-    """--name=value for TINY (and overrides) where the module has the name: a run of a second or two."""
-    values = {**TINY, "max_iters": 4, "eval_interval": 2, "eval_iters": 1, "device": "cpu", **overrides}
+    """--name=value for TINY (and overrides) where the module has the name: a run of a second or two.
+    The sample goes nowhere and no checkpoint is kept unless the overrides say where."""
+    values = {**TINY, "max_iters": 4, "eval_interval": 2, "eval_iters": 1, "device": "cpu", "out_path": "",
+              **overrides}
     return [f"--{name}={value}" for name, value in values.items() if name in module.HYPERPARAMETERS]
+
+
+def model_class(module):
+    return getattr(module, "GPTLanguageModel", None) or module.BigramLanguageModel
+
+
+def step_lines(output):
+    """The step lines of a run without their timings: what must agree between runs."""
+    return [line.split(" |")[0] for line in output.splitlines() if line.startswith("step ")]
 
 
 def run_script(name, *args, cwd, timeout=60):
@@ -107,20 +119,20 @@ class SignalReachedPytest(Exception):
 
 
 def run_main(name, argv, monkeypatch=None, stop_after=None):
-    """main(argv) of a fresh module in this process; with stop_after=k, a real SIGINT arrives
-    during training step k (a guard turns it into a failed test if the script does not catch it).
-    Returns (exit code, stdout, stderr)."""
+    """main(argv) of a fresh module in this process; with stop_after=k, a real SIGINT arrives while
+    training step k draws its batch (a guard turns it into a failed test if the script does not
+    catch it). Returns (exit code, stdout, stderr)."""
     module = load_script(name)
     if stop_after is not None:
-        real_step, calls = module.train_step, []
+        real_get_batch, calls = module.get_batch, []
 
-        def train_step(*step_args):
+        def get_batch(*args):
             calls.append(1)
             if len(calls) == stop_after:
                 signal.raise_signal(signal.SIGINT)  # to this thread: handled before the call returns
-            return real_step(*step_args)
+            return real_get_batch(*args)
 
-        monkeypatch.setattr(module, "train_step", train_step)
+        monkeypatch.setattr(module, "get_batch", get_batch)
 
     def guard(signum, frame):
         raise SignalReachedPytest
@@ -134,6 +146,9 @@ def run_main(name, argv, monkeypatch=None, stop_after=None):
                 code = 0
             except SystemExit as exit_info:
                 code = exit_info.code
+                if isinstance(code, str):  # sys.exit("error: ...") prints the message to stderr
+                    print(code, file=sys.stderr)
+                    code = 1
     finally:
         signal.signal(signal.SIGINT, previous)
     return code, out.getvalue(), err.getvalue()
@@ -145,29 +160,6 @@ def small_text(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "small.txt"
     path.write_text((ROOT / "input.txt").read_text(encoding="utf-8")[:20_000], encoding="utf-8")
     return path
-
-
-def model_class(module):
-    return getattr(module, "GPTLanguageModel", None) or module.BigramLanguageModel
-
-
-def train(module, model, train_data, val_data):
-    """module.train(...) as main() calls it; v8 on also takes the text's identity for its checkpoints."""
-    if hasattr(module, "open_checkpoint"):
-        return module.train(model, train_data, val_data, {"vocab": "", "text_sha256": ""})
-    return module.train(model, train_data, val_data)
-
-
-def training_step(module, model):
-    """A function (x, y) -> loss running the script's own optimizer and train_step, as train() sets them up."""
-    if hasattr(module, "configure_optimizer"):  # v7: decay groups, betas
-        optimizer = module.configure_optimizer(model)
-    else:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=module.learning_rate)
-    if hasattr(module, "autocast"):  # v6 on: a loss scaler for fp16 (off on the CPU)
-        scaler = torch.amp.GradScaler(enabled=False)
-        return lambda x, y: module.train_step(model, optimizer, scaler, x, y)
-    return lambda x, y: module.train_step(model, optimizer, x, y)
 
 
 def v5_weights_for_v6(state):

@@ -35,7 +35,7 @@ def test_get_batch_draws_windows_from_the_whole_split(script):
     assert starts == {0, 1, 2}
 
 
-def test_bigram_with_its_defaults_reaches_the_count_table_optimum(monkeypatch):
+def test_bigram_with_its_defaults_reaches_the_count_table_optimum(monkeypatch, capsys):
     """The learned table ends close to the maximum-likelihood bigram counted from the training split."""
     module = shrink(load_script("bigram"), monkeypatch, batch_size=32, block_size=8, eval_iters=2)
     text = (ROOT / "input.txt").read_text(encoding="utf-8")

@@ -37,14 +37,12 @@ def test_optimizer_decays_the_linear_and_embedding_weights_only(monkeypatch):
     assert all(g["betas"] == (0.9, v7.beta2) for g in groups)
 
 
-def test_a_training_step_clips_the_true_gradient_norm_under_loss_scaling(monkeypatch):
-    v7 = shrink(load_script("v7"), monkeypatch, n_embd=16, n_head=2, n_layer=1, grad_clip=1e-3)
+def test_a_training_step_clips_the_gradient_norm(monkeypatch, capsys):
+    v7 = shrink(load_script("v7"), monkeypatch, grad_clip=1e-3, max_iters=1, eval_interval=1, dropout=0.0)
     torch.manual_seed(0)
     model = v7.GPTLanguageModel(11)
-    optimizer = v7.configure_optimizer(model)
-    x, y = torch.randint(11, (4, 8)), torch.randint(11, (4, 8))
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)  # the fp16 path's scaling, here on the CPU
-    v7.train_step(model, optimizer, scaler, x, y)
+    data = torch.randint(11, (200,))
+    v7.train(model, data[:180], data[180:])  # the gradients of the one step stay on the parameters
     norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
     assert norm.item() == pytest.approx(1e-3, rel=1e-3)
 

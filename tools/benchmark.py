@@ -1,62 +1,80 @@
-"""Run a training script, timestamp its output, and print its row of the Speed table.
+"""Run a training script, keep the run as a JSON record, and print its row of the Speed table.
 
-    python tools/benchmark.py [--record=run.json [--force]] [--commit=SHA] SCRIPT [--name=value ...]
+    python tools/benchmark.py [--record=runs/NAME.json [--force]] SCRIPT [--name=value ...]
 
-SCRIPT runs as a subprocess from the repository root with the --name=value
-arguments that follow it. Times are wall-clock seconds from the process start to
-the step line that first shows the val loss at or under each target. tokens/s is
-batch_size * block_size * steps over the time from the second step line to the
-last, so start-up and compilation are left out and evaluations are counted in.
---record saves the whole run (command, device, versions, timestamped output) for
-tools/training_logs.py, and only if the run succeeded; it will not replace an
-existing file unless --force is given, and that is checked before the run starts,
-so that a long run is not lost to a name already taken. --commit names the commit
-where the checkout has no git.
-"""
+SCRIPT runs from the repository root, each line it prints echoed and kept with the seconds since it started.
+--record keeps a run that succeeded and printed step lines (replacing a file only with --force): command,
+device, PyTorch version, date, commit, the script's git blob, batch_size * block_size as its parse_args sets
+them, and the lines, for tools/training_logs.py. Standard library only (no matplotlib; torch names a GPU)."""
 
+import argparse
+import importlib.metadata
+import importlib.util
 import json
+import shlex
+import subprocess
 import sys
+import time
 from pathlib import Path
 
-import runlog
+from training_logs import PARAMETERS_LINE, ROOT, speed, steps, table
 
-USAGE = ("usage: python tools/benchmark.py [--record=run.json [--force]] [--commit=SHA]"
-         " SCRIPT [--name=value ...]")
+
+def git(*a):  # --no-optional-locks: git status writes nothing back to the index
+    return subprocess.run(["git", "--no-optional-locks", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+
+def tokens_per_step(script, args):
+    """batch_size * block_size after the script's own parse_args(args); None where it cannot say."""
+    spec = importlib.util.spec_from_file_location("benchmarked_script", ROOT / script)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+        module.parse_args(list(args))
+        return module.batch_size * module.block_size
+    except (Exception, SystemExit):  # no parse_args, or it refuses the args here
+        return None
+
+
+def run(script, args):
+    """Run `python script args...`, echoing and timestamping each line; return the record."""
+    start, lines = time.perf_counter(), []
+    process = subprocess.Popen([sys.executable, "-u", str(script), *args], cwd=ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    for line in process.stdout:
+        lines.append([round(time.perf_counter() - start, 3), line.rstrip("\n")])
+        print(line, end="", flush=True)
+    returncode, wall_time = process.wait(), time.perf_counter() - start
+    device = next((m[2] for _, text in lines if (m := PARAMETERS_LINE.match(text))), "unknown")
+    if device.startswith("cuda") and returncode == 0:
+        import torch
+        device = torch.cuda.get_device_name(torch.device(device))
+    return {"script": Path(script).name, "args": args, "command": shlex.join(["python", Path(script).name, *args]),
+            "returncode": returncode, "device": device, "torch": importlib.metadata.version("torch"),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "commit": (git("rev-parse", "--short", "HEAD") or "unknown") + "-dirty" * bool(git("status", "-s", "-uno")),
+            "blob": git("hash-object", str(ROOT / script)) or None,
+            "tokens_per_step": tokens_per_step(script, args) if returncode == 0 else None,
+            "wall_time": round(wall_time, 2), "lines": lines}
 
 
 def main(argv):
-    options = {}
-    while argv and argv[0].startswith("--"):
-        arg = argv.pop(0)
-        name, _, value = arg.partition("=")
-        if arg == "--force":
-            options[arg] = True
-        elif name in ("--record", "--commit") and value:
-            options[name] = value
-        else:
-            sys.exit(USAGE)
-    if not argv:
-        sys.exit(USAGE)
-    script, args = argv[0], argv[1:]
-    if not (runlog.ROOT / script).is_file():
-        sys.exit(f"error: no script {runlog.ROOT / script}")
-    record_path = Path(options["--record"]) if "--record" in options else None
-    if record_path:
-        if record_path.is_dir():
-            sys.exit(f"error: --record={record_path} is a directory; give a file name")
-        if not record_path.parent.is_dir():
-            sys.exit(f"error: --record={record_path}: no directory {record_path.parent} to write into")
-        if record_path.exists() and "--force" not in options:
-            sys.exit(f"error: --record={record_path} exists; add --force to replace it")
-    record = runlog.run(script, args, commit=options.get("--commit"))
-    if record["returncode"] != 0:
-        sys.exit(f"error: {script} exited with status {record['returncode']}; no record written")
-    if not runlog.steps(record["lines"]):
-        sys.exit(f"error: {script} printed no step lines; no record written")
-    if record_path:
-        record_path.write_text(json.dumps(record, indent=1) + "\n")
-    print()
-    print(runlog.markdown_table([runlog.speed(record)]))
+    parser = argparse.ArgumentParser(prog="python tools/benchmark.py", usage=__doc__.split("\n\n")[1].strip())
+    parser.add_argument("--record", type=Path, help="write the run's record to this JSON file")
+    parser.add_argument("--force", action="store_true", help="replace an existing record")
+    parser.add_argument("script", help="the training script, from the repository root")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="the script's --name=value arguments")
+    options = parser.parse_args(argv)
+    if not (ROOT / options.script).is_file():
+        parser.error(f"no script {ROOT / options.script}")
+    if (path := options.record) and (path.is_dir() or not path.parent.is_dir() or path.exists() and not options.force):
+        parser.error(f"--record={path} " + ("exists; add --force" if path.is_file() else "is not a file in a folder"))
+    record = run(options.script, options.args)
+    if record["returncode"] != 0 or not steps(record):
+        sys.exit(f"error: run ended with status {record['returncode']}, {len(steps(record))} step lines: no record")
+    if path:
+        path.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"\n{table([speed(record)])}")
 
 
 if __name__ == "__main__":
