@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ["bigram", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9"]
 ATTENTION_SCRIPTS = SCRIPTS[1:]
 GPT_SCRIPTS = SCRIPTS[4:]  # the full model: LayerNorm, dropout, N(0, 0.02) initialisation
-SERIES = SCRIPTS
+SERIES = SCRIPTS + ["v10"]  # v10's tokenizer reads its own merges: tests/test_bpe.py; here, the plumbing
 
 # Small values for every hyperparameter that makes the model or a run large.
 TINY = {

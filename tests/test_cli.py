@@ -234,7 +234,7 @@ def test_an_interrupted_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
     assert out.read_text() == "the old sample"
 
 
-@pytest.mark.parametrize("name", GPT_SCRIPTS)
+@pytest.mark.parametrize("name", GPT_SCRIPTS + ["v10"])
 def test_gpu_sized_defaults_without_a_gpu_stop_and_point_to_the_cpu_sized_run(name, monkeypatch, capsys, small_text):
     module = load_script(name)
     monkeypatch.setattr(module.torch.cuda, "is_available", lambda: False)  # whatever this machine has
@@ -245,7 +245,7 @@ def test_gpu_sized_defaults_without_a_gpu_stop_and_point_to_the_cpu_sized_run(na
     assert "--batch_size=32 --block_size=64 --n_embd=128 --n_head=4 --n_layer=4" in module.__doc__
 
 
-@pytest.mark.parametrize("name", GPT_SCRIPTS)
+@pytest.mark.parametrize("name", GPT_SCRIPTS + ["v10"])
 def test_the_cpu_sized_run_of_the_docstring_is_accepted_however_slow_the_clock(name, monkeypatch, small_text):
     module = load_script(name)
     monkeypatch.setattr(module.torch.cuda, "is_available", lambda: False)
