@@ -66,12 +66,13 @@ def short_exit(function, argv, capsys):
     return message
 
 
-def test_benchmark_record_has_command_blob_device_torch_sizes_and_timestamped_lines(tmp_path, capsys):
+def test_benchmark_record_has_command_blob_device_torch_sizes_and_timestamped_lines(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the command names the thread count it ran with
     script, saved = fake_script(tmp_path), tmp_path / "run.json"
     benchmark.main([f"--record={saved}", str(script), "--batch_size=2"])
     run = json.loads(saved.read_text())
     assert (run["script"], run["args"]) == ("fake.py", ["--batch_size=2"])
-    assert run["command"] == "python fake.py --batch_size=2"
+    assert run["command"] == "OMP_NUM_THREADS=1 python fake.py --batch_size=2"
     source = script.read_bytes()
     assert run["blob"] == hashlib.sha1(b"blob %d\0" % len(source) + source).hexdigest()
     assert (run["returncode"], run["device"], run["tokens_per_step"]) == (0, "cpu", 2 * 8)

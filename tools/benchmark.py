@@ -11,6 +11,7 @@ import argparse
 import importlib.metadata
 import importlib.util
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -39,6 +40,7 @@ def tokens_per_step(script, args):
 def run(script, args):
     """Run `python script args...`, echoing and timestamping each line; return the record."""
     start, lines = time.perf_counter(), []
+    threads = [f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"] if "OMP_NUM_THREADS" in os.environ else []
     process = subprocess.Popen([sys.executable, "-u", str(script), *args], cwd=ROOT, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     for line in process.stdout:
@@ -49,7 +51,7 @@ def run(script, args):
     if device.startswith("cuda") and returncode == 0:
         import torch
         device = torch.cuda.get_device_name(torch.device(device))
-    return {"script": Path(script).name, "args": args, "command": shlex.join(["python", Path(script).name, *args]),
+    return {"script": Path(script).name, "args": args, "command": shlex.join(threads + ["python", Path(script).name, *args]),
             "returncode": returncode, "device": device, "torch": importlib.metadata.version("torch"),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "commit": (git("rev-parse", "--short", "HEAD") or "unknown") + "-dirty" * bool(git("status", "-s", "-uno")),
