@@ -66,7 +66,7 @@ def short_exit(function, argv, capsys):
     return message
 
 
-def test_benchmark_record_has_command_blob_device_torch_sizes_and_timestamped_lines(tmp_path, monkeypatch):
+def test_benchmark_record_has_command_blob_device_torch_sizes_and_timestamped_lines(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the command names the thread count it ran with
     script, saved = fake_script(tmp_path), tmp_path / "run.json"
     benchmark.main([f"--record={saved}", str(script), "--batch_size=2"])
