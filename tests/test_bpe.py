@@ -1,7 +1,13 @@
-"""v10: byte-level BPE, against a plain-Python reference of the same algorithm, and v10's runs."""
+"""v10: byte-level BPE, against a plain-Python reference of the same algorithm, and v10's runs.
+
+Run as a script, `python tests/test_bpe.py [VOCAB_SIZE ...]`, it times train_bpe against that reference on 200,000
+characters of input.txt's train split, then on all of it, and encoding input.txt, on one thread as the tests run."""
 
 import functools
 import random
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -210,3 +216,22 @@ def test_a_checkpoint_of_v9_is_refused_in_one_line(tmp_path, small_text):
         code, _, err = run_main(NAME, args(tmp_path, small_text) + [mode])
         assert code == 1 and err == f"error: {tmp_path / 'ckpt.pt'}: no checkpoint of v10.py\n"
     assert (tmp_path / "ckpt.pt").read_bytes() == before
+
+
+def timed(what, function, *args):
+    start = time.perf_counter()
+    result = function(*args)
+    print(f"{what}: {time.perf_counter() - start:.2f} s", flush=True)
+    return result
+
+
+if __name__ == "__main__":  # times, not tests
+    text = (Path(v10.__file__).parent / "input.txt").read_text(encoding="utf-8")
+    train_text, val_text = v10.split_data(text)
+    same = timed("plain Python, 200,000 characters, 512", train_reference, train_text[:200_000], 512)
+    assert timed("train_bpe, the same", v10.train_bpe, train_text[:200_000], 512) == same  # the same merges
+    for vocab_size in map(int, sys.argv[1:] or [512]):
+        merges = timed(f"train_bpe, train split, {vocab_size}", v10.train_bpe, train_text, vocab_size)
+        encode, _, _ = v10.build_tokenizer(merges)
+        timed(f"encode, all of input.txt ({vocab_size})", encode, text)
+        print(f"{len(val_text) / len(encode(val_text)):.3f} characters per token on the val split")

@@ -187,3 +187,20 @@ def test_v10_runs_are_summarised_but_left_out_of_the_speed_table():
     text = training_logs.render([record("v7.py", [CLASSIC_PATH]), record("v10.py", [CLASSIC_PATH])])
     assert "| v10 | tinyshakespeare (classic) |" in text[:text.index("## Speed")]
     assert "| v10 |" not in text[text.index("## Speed"):text.index("## Runs")]
+
+
+def test_a_run_without_step_lines_goes_after_the_series_and_out_of_its_tables(tmp_path):
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    paths[0].write_text(json.dumps(record("v5.py", [])))
+    paths[1].write_text(json.dumps(record("names/mlp.py", [], lines=[[9.0, "val loss 2.1500"]])))
+    out = tmp_path / "training_logs.md"
+    training_logs.main([f"--out={out}", *map(str, paths)])
+    text = out.read_text()
+    assert "names/mlp" not in text[:text.index("## Other runs: names/ and benchmarks")]
+    assert "### names/mlp on input.txt" in text and "\nval loss 2.1500\n" in text
+
+
+def test_a_series_run_without_step_lines_is_refused(tmp_path, capsys):
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(record("v5.py", [], lines=[[1.0, "no steps"]])))
+    assert "without step lines" in short_exit(training_logs.main, [f"--out={tmp_path / 'o.md'}", str(path)], capsys)

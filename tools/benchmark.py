@@ -1,11 +1,9 @@
-"""Run a training script, keep the run as a JSON record, and print its row of the Speed table.
+"""Run a script from the repository root, echo each line it prints with its time, keep the run as a record.
 
     python tools/benchmark.py [--record=runs/NAME.json [--force]] SCRIPT [--name=value ...]
 
-SCRIPT runs from the repository root, each line it prints echoed and kept with the seconds since it started.
---record keeps a run that succeeded and printed step lines (replacing a file only with --force): command,
-device, PyTorch version, date, commit, the script's git blob, batch_size * block_size as its parse_args sets
-them, and the lines, for tools/training_logs.py. Standard library only (no matplotlib; torch names a GPU)."""
+--record keeps a run that succeeded, never replacing a file unless --force: command (OMP_NUM_THREADS too), device,
+PyTorch, date, commit, the script's git blob, batch_size * block_size as its parse_args sets them, the lines."""
 
 import argparse
 import importlib.metadata
@@ -40,6 +38,7 @@ def tokens_per_step(script, args):
 def run(script, args):
     """Run `python script args...`, echoing and timestamping each line; return the record."""
     start, lines = time.perf_counter(), []
+    name = Path(script).name if Path(script).is_absolute() else str(script)  # as run from the root: names/mlp.py
     threads = [f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"] if "OMP_NUM_THREADS" in os.environ else []
     process = subprocess.Popen([sys.executable, "-u", str(script), *args], cwd=ROOT, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -51,7 +50,7 @@ def run(script, args):
     if device.startswith("cuda") and returncode == 0:
         import torch
         device = torch.cuda.get_device_name(torch.device(device))
-    return {"script": Path(script).name, "args": args, "command": shlex.join(threads + ["python", Path(script).name, *args]),
+    return {"script": name, "args": args, "command": shlex.join(threads + ["python", name, *args]),
             "returncode": returncode, "device": device, "torch": importlib.metadata.version("torch"),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "commit": (git("rev-parse", "--short", "HEAD") or "unknown") + "-dirty" * bool(git("status", "-s", "-uno")),
@@ -72,11 +71,11 @@ def main(argv):
     if (path := options.record) and (path.is_dir() or not path.parent.is_dir() or path.exists() and not options.force):
         parser.error(f"--record={path} " + ("exists; add --force" if path.is_file() else "is not a file in a folder"))
     record = run(options.script, options.args)
-    if record["returncode"] != 0 or not steps(record):
-        sys.exit(f"error: run ended with status {record['returncode']}, {len(steps(record))} step lines: no record")
+    if record["returncode"] != 0:
+        sys.exit(f"error: run ended with status {record['returncode']}: no record")
     if path:
         path.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"\n{table([speed(record)])}")
+    print(f"\n{table([speed(record)])}" if steps(record) else "")
 
 
 if __name__ == "__main__":

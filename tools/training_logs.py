@@ -2,9 +2,8 @@
 
     python tools/training_logs.py [--out=training_logs.md] [--plot=loss_curves.png] RECORD.json ...
 
-The Summary table, the Speed table (v5 to v9 on the classic corpus, medians below), then each run: command,
-device, PyTorch, date, commit, git blob, the record's "note", the output verbatim; a record's "version" replaces
-its script's name. Only the plot needs matplotlib, which is optional: without it, one line says so."""
+The Summary and Speed tables (v5-v9 on the classic corpus), then each run, its output verbatim; names/ and tools
+after the series. A record's "version" replaces its script's name. Only the plot needs matplotlib (optional)."""
 
 import argparse
 import json
@@ -99,12 +98,14 @@ def run_section(record):
             "```text", *(text for _, text in record["lines"]), "```", ""]
 
 
-def render(records):
-    records = sorted(records, key=order)
+def render(records):  # the series' training runs in the tables; the rest (names/, tools) after them
+    other = [r for r in records if version(r) not in SERIES]
+    records = sorted([r for r in records if r not in other], key=order)
     return "\n".join(["# Training logs", "", "Written by `tools/training_logs.py` from the run records in `runs/`,"
                       " which `tools/benchmark.py` saved while the runs printed; the output of each run is below,"
                       " verbatim.", "", "## Summary", "", table([summary(r) for r in records]), "",
-                      *speed_section(records), "## Runs", "", *sum(map(run_section, records), [])])
+                      *speed_section(records), "## Runs", "", *sum(map(run_section, records), []),
+                      *["## Other runs: names/ and benchmarks", ""] * bool(other), *sum(map(run_section, other), [])])
 
 
 def plot(records, out):  # val loss by step: a panel per corpus, a colour per version, a line style per run of it
@@ -120,8 +121,8 @@ def plot(records, out):  # val loss by step: a panel per corpus, a colour per ve
             ax.plot([p[1] for p in steps(run)], [p[3] for p in steps(run)], color=f"C{SERIES.index(version(run))}",
                     linestyle=["-", "--", ":", "-."][n % 4], linewidth=1.2, label=f"{version(run)} ({run['device']}"
                     + (f", seed {arg(run, 'seed')})" if arg(run, "seed") else ")"))
-        ax.set(title=corpus, xlabel="step", ylabel="val loss", yscale="log", yticks=[1.4, 1.5, 1.6, 1.8, 2, 2.5, 3, 4],
-               yticklabels=["1.4", "1.5", "1.6", "1.8", "2", "2.5", "3", "4"])  # log: late, small gains stay visible
+        ticks = [1.4, 1.5, 1.6, 1.8, 2, 2.5, 3, 4]  # a log scale: late, small gains stay visible
+        ax.set(title=corpus, xlabel="step", ylabel="val loss", yscale="log", yticks=ticks, yticklabels=map(str, ticks))
         ax.minorticks_off()
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
@@ -138,13 +139,14 @@ def main(argv):
     try:
         for path in options.records:
             record = json.loads(path.read_text(encoding="utf-8"))
-            if record["returncode"] != 0 or version(record) not in SERIES or not steps(record):
-                raise ValueError(f"a failed run, one without step lines, or a version outside {SERIES}")
-            records.append(summary(record) and speed(record) and run_section(record) and record)  # all fields there
+            if record["returncode"] != 0 or version(record) in SERIES and not steps(record):
+                raise ValueError(f"a failed run, or one of {SERIES} without step lines")
+            records.append((version(record) not in SERIES or summary(record) and speed(record)) and run_section(record)
+                           and record)  # all fields there
         options.out.write_text(render(records), encoding="utf-8")
         print(f"wrote {options.out}: {len(records)} runs")
         if options.plot:
-            plot(records, options.plot)
+            plot([r for r in records if version(r) in SERIES], options.plot)
     except (OSError, ValueError, LookupError, TypeError, AttributeError) as error:
         sys.exit("error: " + f"{path}: " * (len(records) < len(options.records)) + f"{type(error).__name__}: {error}")
 

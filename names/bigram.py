@@ -1,0 +1,287 @@
+"""The same bigram model, learned: a weight matrix trained by gradient descent.
+
+The second file of names/ (makemore, part 1, second half). Each character, one-hot
+encoded, times a (vocab_size, vocab_size) matrix W gives the logits of the next
+character: one_hot(i) @ W is row i of W, so W plays the part of the log-counts of
+names/counts.py, and softmax turns a row into the distribution of the next
+character. Minibatches of training pairs and AdamW steps on the same loss, the
+mean negative log-likelihood, bring W to the count table. The training loop here
+stays in every later file. It reaches val loss 2.456 on the lecture's list (the
+table's: 2.453) in about 4 seconds on a CPU.
+
+Departures from the lecture: it takes full-batch gradient descent steps of size 50;
+here AdamW takes minibatch steps, the step size decayed on a cosine to min_lr.
+
+    python names/bigram.py
+    python names/bigram.py --max_iters=500 --learning_rate=0.3
+"""
+
+import argparse
+import math
+import os
+import random
+import re
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+# hyperparameters (each can be set on the command line: --name=value)
+batch_size = 256  # training examples per step
+max_iters = 3000  # optimizer steps
+eval_interval = 500  # steps between loss estimates
+eval_iters = 20  # batches averaged per loss estimate
+learning_rate = 0.1  # AdamW step size at the start
+min_lr = 0.01  # the step size the cosine schedule ends at, at max_iters
+num_samples = 20  # names sampled after training
+device = "auto"  # 'auto' picks cuda, then mps, then cpu
+data_path = str(Path(__file__).with_name("names.txt"))  # training names: a UTF-8 file, one name per line
+seed = 2147483647  # random seed for torch (the lecture's): the same seed gives the same run
+out_path = ""  # file the sampled names are also written to ('' = printed only)
+HYPERPARAMETERS = [name for name, value in globals().items()  # the names above: --name=value sets them
+                   if not name.startswith("_") and isinstance(value, (bool, int, float, str))]
+
+
+def check_hyperparameters():
+    """A value no run can use stops the run here, with one line."""
+    lowest = dict(batch_size=1, max_iters=0, eval_interval=1, eval_iters=1,
+                  num_samples=0, seed=0, min_lr=0)
+    for name, low in lowest.items():
+        if globals()[name] < low:
+            sys.exit(f"error: --{name} must be at least {low}, got {globals()[name]}")
+    if learning_rate <= 0 or min_lr > learning_rate or seed >= 2**64:
+        sys.exit(f"error: need --learning_rate > 0, --min_lr <= --learning_rate and --seed < 2**64;"
+                 f" got {learning_rate}, {min_lr} and {seed}")
+
+
+# ---- data -----------------------------------------------------------------
+
+def read_words(text):
+    """The names: the file's non-empty lines, stripped."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def build_tokenizer(words):
+    """'.' (a name's start and end) is token 0; the names' own characters follow, sorted."""
+    chars = sorted(set("".join(words)))
+    if "." in chars:
+        sys.exit("error: a name contains '.', the token that marks where names start and end")
+    stoi = {ch: i for i, ch in enumerate(["."] + chars)}
+    itos = {i: ch for ch, i in stoi.items()}
+    return stoi, itos
+
+
+def split_words(words):
+    """The lecture's split: shuffled with Python's random seeded 42, then 80% train, 10% val, 10% test."""
+    words = list(words)
+    random.seed(42)
+    random.shuffle(words)
+    n1, n2 = int(0.8 * len(words)), int(0.9 * len(words))
+    if n1 == n2:
+        sys.exit(f"error: {len(words)} name(s) are too few: the val split (10%) would be empty; give at least 6")
+    return words[:n1], words[n1:n2], words[n2:]
+
+
+def build_dataset(words, stoi):
+    """Every (context, next character) pair of the words, each word framed by '.':
+    the context is the one character before: X (N,), Y (N,)."""
+    X, Y = [], []
+    for w in words:
+        context = 0  # '.': the name starts
+        for ch in w + ".":
+            ix = stoi[ch]
+            X.append(context)
+            Y.append(ix)
+            context = ix  # the next context: this character
+    return torch.tensor(X), torch.tensor(Y)
+
+
+# ---- model ----------------------------------------------------------------
+
+class Bigram(nn.Module):
+    """Row i of W holds the logits of the character after character i: log-counts, learned."""
+
+    def __init__(self, vocab_size):
+        super().__init__()
+        self.W = nn.Parameter(torch.randn(vocab_size, vocab_size))
+
+    def forward(self, idx):
+        xenc = F.one_hot(idx, self.W.shape[0]).float()  # (B,) -> (B, vocab_size): a 1 at the character
+        return xenc @ self.W  # (B, vocab_size) logits: row idx of W, as self.W[idx] would give it
+
+
+# ---- training -------------------------------------------------------------
+
+def get_batch(X, Y):
+    """batch_size random examples of a split: contexts x and next characters y."""
+    ix = torch.randint(len(X), (batch_size,), device=X.device)
+    return X[ix], Y[ix]
+
+
+@torch.no_grad()
+def estimate_loss(model, splits):
+    """Mean loss over eval_iters random batches of each split, with the model in eval mode."""
+    model.eval()
+    out = {split: torch.stack([F.cross_entropy(model(x), y) for x, y in
+                               (get_batch(X, Y) for _ in range(eval_iters))]).mean().item()
+           for split, (X, Y) in splits.items()}
+    model.train()
+    return out
+
+
+def lr_at(step):
+    """Cosine decay from learning_rate at step 0 to min_lr at max_iters."""
+    return min_lr + 0.5 * (learning_rate - min_lr) * (1 + math.cos(math.pi * step / max(1, max_iters)))
+
+
+def train(model, splits):
+    """max_iters AdamW steps on random batches, with the losses every eval_interval steps and at the end."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    for step in range(max_iters + 1):
+        if step % eval_interval == 0 or step == max_iters:
+            losses = estimate_loss(model, splits)
+            print(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}", flush=True)
+            if not math.isfinite(losses["train"] + losses["val"]):  # NaN or inf: training will not recover
+                sys.exit(f"error: the loss is not finite at step {step}; try a smaller --learning_rate")
+        if step < max_iters:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
+            x, y = get_batch(*splits["train"])
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+
+# ---- loss and sampling ----------------------------------------------------
+
+@torch.no_grad()
+def split_loss(model, X, Y):
+    """Mean negative log-likelihood of the next character over a whole split, 10,000 pairs at a time,
+    with the model in eval mode."""
+    model.eval()
+    total = sum(F.cross_entropy(model(X[i:i + 10_000]), Y[i:i + 10_000], reduction="sum").item()
+                for i in range(0, len(X), 10_000))
+    model.train()
+    return total / len(X)
+
+
+@torch.no_grad()
+def sample_names(model, itos, target):
+    """num_samples names, each drawn a character at a time from the model until it draws '.'."""
+    names = []
+    for _ in range(num_samples):
+        context, name = 0, ""
+        while len(name) < 50:  # a name not ended by 50 characters is cut there
+            probs = F.softmax(model(torch.tensor([context], device=target)), dim=-1)  # (1, vocab_size)
+            ix = torch.multinomial(probs[0], num_samples=1).item()
+            if ix == 0:
+                break
+            name += itos[ix]
+            context = ix
+        names.append(name)
+    return names
+
+
+def main(argv):
+    parse_args(argv)  # --name=value for the hyperparameters above, then check_hyperparameters()
+    target = pick_device(device)
+    words = read_words(load_text(data_path))
+    stoi, itos = build_tokenizer(words)
+    train_words, val_words, test_words = split_words(words)  # the test split is kept aside, as in the lecture
+    print(f"{len(stoi)} tokens: '.' and {''.join(list(stoi)[1:])!r}")
+    print(f"{len(words):,} names: {len(train_words):,} train, {len(val_words):,} val, {len(test_words):,} test")
+    torch.manual_seed(seed)
+    Xtr, Ytr = (t.to(target) for t in build_dataset(train_words, stoi))
+    Xval, Yval = (t.to(target) for t in build_dataset(val_words, stoi))
+
+    model = Bigram(len(stoi)).to(target)
+    print(f"{sum(p.numel() for p in model.parameters()):,} parameters, training on {target}")
+    train(model, {"train": (Xtr, Ytr), "val": (Xval, Yval)})
+    print(f"train loss {split_loss(model, Xtr, Ytr):.4f}")
+    print(f"val loss {split_loss(model, Xval, Yval):.4f}")
+
+    model.eval()  # sample with training-only behaviour switched off
+    names = sample_names(model, itos, target)
+    print("\n".join(names))
+    seen = set(train_words)
+    print(f"{sum(name in seen for name in names)} of these {len(names)} names are training names")
+    if out_path:
+        write_atomically(out_path, "".join(f"{name}\n" for name in names).encode("utf-8"))
+
+
+# ---- the same in every script: command line, device, text, files ------------
+
+def parse_args(argv):
+    """Set the hyperparameters above from --name=value or --name value; check them; return the names given."""
+    comments = dict(re.findall(r"^(\w+) = .*?  # (.*)$", Path(__file__).read_text(encoding="utf-8"), re.M))
+    parser = argparse.ArgumentParser(prog=f"python {Path(__file__).name}", usage="%(prog)s [--name=value ...]",
+                                     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False, argument_default=argparse.SUPPRESS)
+    for name, kind in [(n, type(globals()[n])) for n in HYPERPARAMETERS]:  # typed by its default
+        parser.add_argument(f"--{name}", type={bool: boolean}.get(kind, kind), metavar=kind.__name__,
+                            help=f"{comments[name]} (default: {globals()[name]})".replace("%", "%%"))
+    given = vars(parser.parse_args(argv))
+    if bad := [n for n, value in given.items() if isinstance(value, float) and not math.isfinite(value)]:
+        parser.error(f"argument --{bad[0]}: must be a finite number, got {given[bad[0]]}")
+    globals().update(given)
+    check_hyperparameters()
+    taken = {file_id(p) for p in [data_path, *Path(__file__).parent.glob("*.py")]}  # read, never written
+    for name in [n for n in HYPERPARAMETERS if n.endswith("_path") and n != "data_path" and globals()[n]]:
+        path = globals()[name]
+        if file_id(path) in taken or os.path.isdir(path) or not os.access(Path(path).absolute().parent, os.W_OK):
+            sys.exit(f"error: --{name}={path}: a directory, in a missing or read-only folder, or a file to keep")
+        taken.add(file_id(path))
+    return set(given)
+
+
+def boolean(text):
+    """argparse's type for a bool: True/False, true/false or 1/0."""
+    if text.lower() not in ("true", "false", "1", "0"):
+        raise ValueError
+    return text.lower() in ("true", "1")
+
+
+def file_id(path):
+    """The file itself, whatever path leads to it (a hard or symbolic link); its full path if it is new."""
+    return (os.stat(path).st_dev, os.stat(path).st_ino) if os.path.exists(path) else os.path.realpath(path)
+
+
+def pick_device(name):
+    """'auto' picks cuda, then mps, then cpu; any other name must be a device present here."""
+    present = ["cuda"] * torch.cuda.is_available() + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    present += ["mps"] * torch.backends.mps.is_available() + ["cpu"]
+    name = present[0] if name == "auto" else name
+    if name not in present:
+        sys.exit(f"error: --device={name} is not here; use auto or one of {', '.join(present)}")
+    return torch.device(name)
+
+
+def load_text(path):
+    """The training text, or a one-line error."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:  # missing, a directory, unreadable, not UTF-8
+        sys.exit(f"error: cannot read {path}: {getattr(error, 'strerror', None) or 'not UTF-8 text'}")
+    if not text or "\0" in text:
+        sys.exit(f"error: {path} is {'binary' if text else 'empty'}")
+    return text
+
+
+def write_atomically(path, data):
+    """Write bytes into path + ".tmp", then rename it over path: a crash leaves the old file or the new."""
+    Path(path + ".tmp").write_bytes(data)
+    os.replace(path + ".tmp", path)
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except KeyboardInterrupt:  # Ctrl-C: the shell's status for it, and no traceback
+        sys.exit(130)
+    except RuntimeError as error:  # out of memory, on the CPU or a GPU: one line that names the size
+        if not (size := re.search(r"(?i)tried to allocate ([\d.]+ \w+)", str(error))):
+            raise
+        sys.exit(f"error: out of memory (tried to allocate {size[1]}); try smaller sizes")
