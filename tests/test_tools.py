@@ -197,7 +197,7 @@ def test_a_run_without_step_lines_goes_after_the_series_and_out_of_its_tables(tm
     training_logs.main([f"--out={out}", *map(str, paths)])
     text = out.read_text()
     assert "names/mlp" not in text[:text.index("## Other runs: names/ and benchmarks")]
-    assert "### names/mlp on input.txt" in text and "\nval loss 2.1500\n" in text
+    assert "### names/mlp on names/names.txt" in text and "\nval loss 2.1500\n" in text
 
 
 def test_a_series_run_without_step_lines_is_refused(tmp_path, capsys):

@@ -3,7 +3,8 @@
     python tools/benchmark.py [--record=runs/NAME.json [--force]] SCRIPT [--name=value ...]
 
 --record keeps a run that succeeded, never replacing a file unless --force: command (OMP_NUM_THREADS too), device,
-PyTorch, date, commit, the script's git blob, batch_size * block_size as its parse_args sets them, the lines."""
+PyTorch, date, commit (-dirty if the script is not the commit's), the script's git blob, batch_size * block_size
+as its parse_args sets them, the lines."""
 
 import argparse
 import importlib.metadata
@@ -53,7 +54,8 @@ def run(script, args):
     return {"script": name, "args": args, "command": shlex.join(threads + ["python", name, *args]),
             "returncode": returncode, "device": device, "torch": importlib.metadata.version("torch"),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "commit": (git("rev-parse", "--short", "HEAD") or "unknown") + "-dirty" * bool(git("status", "-s", "-uno")),
+            "commit": (git("rev-parse", "--short", "HEAD") or "unknown")  # -dirty: the script is not HEAD's
+                      + "-dirty" * bool(git("status", "-s", "--", str(ROOT / script))),
             "blob": git("hash-object", str(ROOT / script)) or None,
             "tokens_per_step": tokens_per_step(script, args) if returncode == 0 else None,
             "wall_time": round(wall_time, 2), "lines": lines}

@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SERIES = ["bigram", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10"]  # the Speed table: v5 to v9
 TARGETS = {f"seconds to val ≤ {target:.2f}": target for target in (1.50, 1.47)}  # Speed columns
-CLASSIC = "tinyshakespeare (classic)"
+CLASSIC, LECTURE = "tinyshakespeare (classic)", "the lecture's names.txt"
 STEP_LINE = re.compile(r"^step (\d+): train loss (\d+\.\d+), val loss (\d+\.\d+)")  # a suffix may follow
 PARAMETERS_LINE = re.compile(r"^([\d,]+) parameters, training on (\S+)")
 INF = float("inf")  # the seconds to a target never reached: it is reached last in a median
@@ -31,9 +31,9 @@ def arg(record, name):
     return next((value for key, value in reversed(list(zip(words, words[1:]))) if key == f"--{name}"), None)
 
 
-def data(record):  # the project's own text, the classic corpus by name, else the path given
-    path = arg(record, "data_path")
-    return "input.txt" if path is None else CLASSIC if Path(path).name == "tinyshakespeare.txt" else path
+def data(record):  # the project's own text (names/ has its own), a reference corpus by name, else the path given
+    own, path = "names/names.txt" if record["script"].startswith("names/") else "input.txt", arg(record, "data_path")
+    return own if path is None else {"tinyshakespeare.txt": CLASSIC, "names.txt": LECTURE}.get(Path(path).name, path)
 
 
 def version(record):
