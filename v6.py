@@ -1,11 +1,8 @@
 """v5's GPT, fast: the same model and the same training, in a fraction of the time.
 
-New in this file, after v5.py, and nothing but speed: one fused q/k/v projection
-feeds F.scaled_dot_product_attention (flash attention on CUDA); CUDA computes in
-bf16 autocast and TF32; the training step is compiled by torch.compile; AdamW is
-fused; batches are gathered on the device in one indexing operation. The
-hyperparameters, optimizer and evaluation are v5's, and so is the loss curve: to
-float rounding on a CPU, within bf16's noise on a GPU.
+New in this file, after v5.py, and nothing but speed: fused q/k/v into scaled_dot_product_attention,
+bf16 autocast and TF32 on CUDA, torch.compile, fused AdamW, batches gathered on the device. The loss
+curve stays v5's: to float rounding on a CPU, within bf16's noise on a GPU.
 
     python v6.py                                   # on a GPU
     python v6.py --batch_size=32 --block_size=64 --n_embd=128 --n_head=4 --n_layer=4 --max_iters=2000 --eval_iters=50
@@ -16,7 +13,6 @@ import math
 import os
 import re
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -215,12 +211,10 @@ def train(model, train_data, val_data):
     on_cuda = train_data.device.type == "cuda"
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, fused=on_cuda)  # one kernel per step
     step_model = torch.compile(model) if compile and on_cuda else model  # evaluation and sampling run eagerly
-    start = time.time()
     for step in range(max_iters + 1):
         if step % eval_interval == 0 or step == max_iters:
             losses = estimate_loss(model, {"train": train_data, "val": val_data})
-            print(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
-                  f" | {time.time() - start:.1f} s", flush=True)  # the time since training started
+            print(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}", flush=True)
             if not math.isfinite(losses["train"] + losses["val"]):  # NaN or inf: training will not recover
                 sys.exit(f"error: the loss is not finite at step {step}; try a smaller --learning_rate")
         if step < max_iters:

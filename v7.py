@@ -17,7 +17,6 @@ import math
 import os
 import re
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -256,12 +255,10 @@ def train(model, train_data, val_data):
     # about as many training windows as validation windows, spread evenly over the training split
     train_windows = eval_windows(train_data, every=max(1, len(train_data) // len(val_data)))
     step_model = torch.compile(model) if compile and on_cuda else model  # evaluation and sampling run eagerly
-    start = time.time()
     for step in range(max_iters + 1):
         if step % eval_interval == 0 or step == max_iters:
             losses = estimate_loss(model, {"train": train_windows, "val": val_windows})
-            print(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
-                  f" | {time.time() - start:.1f} s", flush=True)  # the time since training started
+            print(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}", flush=True)
             if not math.isfinite(losses["train"] + losses["val"]):  # NaN or inf: training will not recover
                 sys.exit(f"error: the loss is not finite at step {step}; try a smaller --learning_rate")
         if step < max_iters:

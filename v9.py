@@ -24,7 +24,6 @@ import re
 import shlex
 import signal
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -382,12 +381,11 @@ def train(model, train_data, val_data, text_id=None, state=None):
         print("stopping after this step, to save; Ctrl-C again stops at once", flush=True)
 
     previous = {s: signal.signal(s, note_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    start = time.time()
     for step in range(start_step, max_iters + 1):
         if step % eval_interval == 0 or step == max_iters:
             losses = estimate_loss(model, {"train": train_windows, "val": val_windows})
             print(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
-                  f" ({losses['val'] / math.log(2):.3f} bits/char) | {time.time() - start:.1f} s", flush=True)
+                  f" ({losses['val'] / math.log(2):.3f} bits/char)", flush=True)
             if not math.isfinite(losses["train"] + losses["val"]):  # NaN or inf: training will not recover
                 sys.exit(f"error: the loss is not finite at step {step}; try a smaller --learning_rate")
             save(step)
