@@ -137,10 +137,12 @@ def build_tokenizer(merges):
     return encode, decode, len(vocab)
 
 
-def split_data(text):
-    """First 90% of the characters for training, the rest for validation: split before the tokenizer learns."""
-    n = int(0.9 * len(text))
-    return text[:n], text[n:]
+def split_data(data):
+    """First 90% for training, the rest for validation; each must hold a full window."""
+    n = int(0.9 * len(data))
+    if min(n, len(data) - n) <= block_size:
+        sys.exit(f"error: the text is too short: both splits need over block_size={block_size} characters")
+    return data[:n], data[n:]
 
 
 def get_batch(data, generator=None):
@@ -282,14 +284,6 @@ def join_processes(target):
     return target
 
 
-def leave_processes():
-    """All together, leave the process group, which nothing may still hold (a DDP module: collected first)."""
-    if dist.is_initialized():
-        dist.barrier(group=CPU_GROUP)  # no process tears its end down while another still talks
-        gc.collect()
-        dist.destroy_process_group()
-
-
 def stop_everywhere(stop):
     """Whether any process was asked to stop; if so, stop holds its signal in every process."""
     if WORLD_SIZE > 1:
@@ -339,7 +333,7 @@ def autocast(device):
 
 @torch.no_grad()
 def estimate_loss(model, splits):
-    """Mean loss over the given windows of each split, with the model in eval mode; each process takes a share."""
+    """Mean loss over the given windows of each split, with the model in eval mode."""
     model.eval()
     out = {}
     for split, (x, y) in splits.items():
@@ -473,7 +467,7 @@ def main(argv):
         torch.cuda.set_device(target)  # the GPU that compiled kernels are built and cached for
         torch.set_float32_matmul_precision("high")  # TF32 tensor cores for the matmuls left in float32
     text = "" if sample_only else load_text(data_path)  # sampling needs only the saved merges
-    train_text, val_text = split_data(text)
+    train_text, val_text = ("", "") if sample_only else split_data(text)  # by characters, before the tokenizer learns
     merges = state["merges"] if state else train_bpe(train_text, vocab_size)  # the train split's, only
     if len(merges) < vocab_size - 256:  # the whole train split became one token: nothing to train on
         sys.exit(f"error: the training text yields {256 + len(merges)} tokens only; pass a smaller --vocab_size")
@@ -500,7 +494,10 @@ def main(argv):
     if device == "auto" and target.type == "cpu" and operations > 2e11 * 3600:  # an hour of a fast CPU
         sys.exit("error: no GPU, and these sizes take hours on a CPU; see --help for a CPU-sized run, or --device=cpu")
     signum = train(model, train_data, val_data, text_id, state, val_chars=len(val_text))
-    leave_processes()  # all together; sampling needs no other process
+    if dist.is_initialized():  # all together, leave the group: sampling needs no other process
+        dist.barrier(group=CPU_GROUP)  # no process tears its end down while another still talks
+        gc.collect()  # the DDP module of train(), which holds the group, goes first
+        dist.destroy_process_group()
     if signum:  # the same command, with --resume=True, goes on from the checkpoint
         launcher = ["torchrun", f"--nproc_per_node={WORLD_SIZE}"] if WORLD_SIZE > 1 else ["python"]
         command = launcher + [Path(__file__).name, *[a for a in argv if not a.startswith("--resume")], "--resume=True"]

@@ -1,11 +1,9 @@
 """v8's GPT on many processes: one run, whatever the number of GPUs (DistributedDataParallel).
 
-New in this file, after v8.py: under torchrun every process joins one process group
-(NCCL on CUDA, gloo on the CPU) and trains on its own GPU, cuda:LOCAL_RANK. Each
-draws the same global batch of batch_size sequences, takes its share of the rows, in
-grad_accum_steps micro-batches, and DDP averages the gradients on the last one: any
-number of processes trains on the one-process run's batches. Evaluation is shared
-out; process 0 alone prints, saves and samples; all stop at the same step.
+New in this file, after v8.py: under torchrun, one process per GPU (cuda:LOCAL_RANK) in one process group
+(NCCL; gloo on a CPU). Each takes its rows of the same global batch, in grad_accum_steps micro-batches, and
+DDP averages the gradients: any number of processes trains the one-process run. Process 0 prints, saves
+and samples; evaluation is shared out; all stop at the same step.
 
     python v9.py                                                 # one process, like v8
     torchrun --standalone --nproc_per_node=8 v9.py               # eight GPUs of one machine
@@ -250,14 +248,6 @@ def join_processes(target):
     return target
 
 
-def leave_processes():
-    """All together, leave the process group, which nothing may still hold (a DDP module: collected first)."""
-    if dist.is_initialized():
-        dist.barrier(group=CPU_GROUP)  # no process tears its end down while another still talks
-        gc.collect()
-        dist.destroy_process_group()
-
-
 def stop_everywhere(stop):
     """Whether any process was asked to stop; if so, stop holds its signal in every process."""
     if WORLD_SIZE > 1:
@@ -305,7 +295,7 @@ def autocast(device):
 
 @torch.no_grad()
 def estimate_loss(model, splits):
-    """Mean loss over the given windows of each split, with the model in eval mode; each process takes a share."""
+    """Mean loss over the given windows of each split, with the model in eval mode."""
     model.eval()
     out = {}
     for split, (x, y) in splits.items():
@@ -460,7 +450,10 @@ def main(argv):
     if device == "auto" and target.type == "cpu" and operations > 2e11 * 3600:  # an hour of a fast CPU
         sys.exit("error: no GPU, and these sizes take hours on a CPU; see --help for a CPU-sized run, or --device=cpu")
     signum = train(model, train_data, val_data, text_id, state)
-    leave_processes()  # all together; sampling needs no other process
+    if dist.is_initialized():  # all together, leave the group: sampling needs no other process
+        dist.barrier(group=CPU_GROUP)  # no process tears its end down while another still talks
+        gc.collect()  # the DDP module of train(), which holds the group, goes first
+        dist.destroy_process_group()
     if signum:  # the same command, with --resume=True, goes on from the checkpoint
         launcher = ["torchrun", f"--nproc_per_node={WORLD_SIZE}"] if WORLD_SIZE > 1 else ["python"]
         command = launcher + [Path(__file__).name, *[a for a in argv if not a.startswith("--resume")], "--resume=True"]
