@@ -5,6 +5,8 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,8 @@ from pathlib import Path
 import pytest
 
 sys.dont_write_bytecode = True  # importing the tools leaves no __pycache__ in the repository
-TOOLS = Path(__file__).resolve().parent.parent / "tools"
+ROOT = Path(__file__).resolve().parent.parent
+TOOLS = ROOT / "tools"
 
 
 def load(name):
@@ -77,9 +80,9 @@ def test_benchmark_record_has_command_blob_device_torch_sizes_and_timestamped_li
     assert run["blob"] == hashlib.sha1(b"blob %d\0" % len(source) + source).hexdigest()
     assert (run["returncode"], run["device"], run["tokens_per_step"]) == (0, "cpu", 2 * 8)
     assert run["torch"] == importlib.metadata.version("torch") and run["date"].endswith(" UTC") and run["commit"]
-    assert [text for _, text in run["lines"]] == ["1,234 parameters, training on cpu",
-                                                  "step 0: train loss 4.0000, val loss 4.1000",
-                                                  "step 2: train loss 1.5000, val loss 1.4900 (2.150 bits/char) | 0.1 s"]
+    assert [text for _, text in run["lines"]] == [
+        "1,234 parameters, training on cpu", "step 0: train loss 4.0000, val loss 4.1000",
+        "step 2: train loss 1.5000, val loss 1.4900 (2.150 bits/char) | 0.1 s"]
     assert [t for t, _ in run["lines"]] == sorted(t for t, _ in run["lines"]) and run["wall_time"] > 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("| fake | input.txt | cpu | ")  # its Speed row
 
@@ -104,11 +107,69 @@ def test_benchmark_replaces_a_record_with_force(tmp_path):
     assert json.loads(saved.read_text())["script"] == "fake.py"
 
 
-def test_summary_row_has_the_final_and_best_losses_and_the_commit():
+@pytest.mark.parametrize("name", ["v2.py", "tools/new.py", "input.txt", "names/names.txt", "output.txt", "README.md",
+                                  "runs/tuning/README.md"])
+def test_benchmark_refuses_a_record_over_a_file_of_the_project_even_with_force(tmp_path, capsys, name):
+    target = ROOT / name  # tracked by git, or any .py, or the data: a record never replaces it
+    before = target.read_bytes() if target.exists() else None
+    message = short_exit(benchmark.main, ["--force", f"--record={target}", str(fake_script(tmp_path))], capsys)
+    assert "file of the project" in message and not (tmp_path / "ran").exists()
+    assert (target.read_bytes() if target.exists() else None) == before
+
+
+def test_benchmark_accepts_an_existing_record_under_runs_with_force(tmp_path, capsys):
+    target = ROOT / "runs" / "v2_input.json"
+    before = target.read_bytes()
+    short_exit(benchmark.main, ["--force", f"--record={target}", str(fake_script(tmp_path)), "--status=3"], capsys)
+    assert (tmp_path / "ran").exists() and target.read_bytes() == before  # it ran; the failed run wrote nothing
+
+
+def test_a_failed_write_leaves_the_file_as_it_was_and_no_temporary_file(tmp_path):
+    (path := tmp_path / "run.json").write_text("an earlier run")
+    with pytest.raises(TypeError):
+        training_logs.write(path, "not bytes")
+    assert path.read_text() == "an earlier run" and list(tmp_path.iterdir()) == [path]
+
+
+def test_summary_row_has_the_final_and_best_losses_bits_per_character_and_the_commit():
     assert training_logs.summary(record("v5.py")) == {
         "version": "v5", "data": "input.txt", "device": "NVIDIA H100 80GB HBM3", "parameters": 10_788_929,
-        "steps": 300, "final train loss": 1.3, "final val loss": 1.46, "best val loss": 1.46,
-        "wall time (s)": 30.0, "commit": "abc1234"}
+        "steps": 300, "final train loss": 1.3, "final val loss": 1.46, "final val bits/char": 2.106,
+        "best val loss": 1.46, "wall time (s)": 30.0, "commit": "abc1234"}
+
+
+def test_a_names_run_without_step_lines_is_summarised_from_its_train_and_val_loss_lines():
+    counts = record("names/counts.py", lines=[[1.0, "729 parameters, training on cpu"], [1.5, "train loss 2.4542"],
+                                              [1.5, "val loss 2.4541"], [1.6, "emma"]])
+    text = training_logs.render([counts])
+    assert "| names/counts | names/names.txt | NVIDIA H100 80GB HBM3 | 729 | n/a | 2.4542 | 2.4541 | 3.541 | 2.4541 |" \
+           in text[text.index("## Other runs"):]
+
+
+def test_a_names_run_with_step_lines_ends_at_its_whole_split_val_loss_not_the_last_estimate():
+    mlp = record("names/mlp.py", lines=[[2.0, "step 0: train loss 25.4949, val loss 25.4763"],
+                                        [21.0, "step 30000: train loss 2.0507, val loss 2.0900"],
+                                        [22.0, "train loss 2.0545"], [22.1, "val loss 2.1115"]])
+    row = training_logs.summary(mlp)
+    assert (row["steps"], row["final train loss"], row["final val loss"], row["best val loss"]) == (
+        30000, 2.0545, 2.1115, 2.1115)
+
+
+def test_plot_points_are_val_bits_per_character_from_the_line_else_its_loss_over_ln_2():
+    v10 = record("v10.py", lines=[[3.2, "step 0: train loss 6.2545, val loss 6.2543 (4.675 bits/char) | 3.2 s"]])
+    v4 = record("v4.py", lines=[[9.0, "step 500: train loss 2.0000, val loss 2.0794"]])  # ln 8: 3 bits
+    assert training_logs.bits_per_char(v10) == [(3.2, 0, 4.675)]
+    assert training_logs.bits_per_char(v4) == [(9.0, 500, pytest.approx(3.0, abs=1e-4))]
+
+
+def test_plot_draws_bits_per_character_by_step_above_and_by_wall_clock_second_below():
+    figure_module = pytest.importorskip("matplotlib.figure")
+    run = record("v10.py")
+    by_step, by_second = training_logs.draw([run], figure_module.Figure).axes  # one corpus: one column
+    assert by_step.get_ylabel() == by_second.get_ylabel() == "val bits per character"
+    assert list(by_step.lines[0].get_xdata()) == [0, 100, 200, 300]
+    assert list(by_second.lines[0].get_xdata()) == [5.0, 15.0, 20.0, 25.0] and by_second.get_xscale() == "log"
+    assert list(by_second.lines[0].get_ydata()) == [p[2] for p in training_logs.bits_per_char(run)]
 
 
 def test_speed_row_gives_the_seconds_to_each_target_and_the_tokens_per_second():
@@ -140,26 +201,45 @@ def test_training_logs_from_two_records_has_both_tables_and_a_section_per_run(tm
     assert "\nstep 300: train loss 1.3000, val loss 1.4600 (2.106 bits/char) | 24.0 s\n" in text
 
 
-def test_plot_without_matplotlib_is_a_one_line_note_after_the_markdown(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # any import of it now fails
+def test_training_logs_given_a_folder_reads_every_record_under_it_names_too(tmp_path):
+    (runs := tmp_path / "runs" / "names").mkdir(parents=True)
+    (runs.parent / "v5.json").write_text(json.dumps(record("v5.py")))
+    (runs / "mlp.json").write_text(json.dumps(record("names/mlp.py", lines=[[9.0, "val loss 2.1500"]])))
+    training_logs.main([f"--out={tmp_path / 'logs.md'}", str(tmp_path / "runs")])
+    text = (tmp_path / "logs.md").read_text()
+    assert "### v5 on input.txt" in text and "### names/mlp on names/names.txt" in text
+
+
+def test_plot_without_matplotlib_is_refused_before_any_work(tmp_path):
+    (fake := tmp_path / "site" / "matplotlib").mkdir(parents=True)  # shadows any installed matplotlib
+    (fake / "__init__.py").write_text("raise ImportError('matplotlib is missing here')\n")
     (path := tmp_path / "run.json").write_text(json.dumps(record()))
     out, png = tmp_path / "logs.md", tmp_path / "curves.png"
-    message = short_exit(training_logs.main, [f"--out={out}", f"--plot={png}", str(path)], capsys)
-    assert message.startswith("note: ") and "matplotlib" in message and "\n" not in message
-    assert out.exists() and not png.exists()
+    result = subprocess.run([sys.executable, "-B", str(TOOLS / "training_logs.py"), f"--out={out}", f"--plot={png}",
+                             str(path)], env={**os.environ, "PYTHONPATH": str(tmp_path / "site")}, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=30)
+    assert (result.returncode, result.stderr) == (1, "error: --plot needs matplotlib (pip install matplotlib)\n")
+    assert not out.exists() and not png.exists()
 
 
 @pytest.mark.parametrize("tool, args", [
     ("benchmark", []), ("benchmark", ["no_such_script.py"]), ("benchmark", ["--records=x.json", "v7.py"]),
+    ("benchmark", ["{root}/input.txt"]), ("benchmark", ["--record={tmp}/no/run.json", "{root}/bigram.py"]),
     ("training_logs", []), ("training_logs", ["no_such_record.json"]), ("training_logs", ["{tmp}/not.json"]),
+    ("training_logs", ["{tmp}/empty"]),
+    ("training_logs", ["--plot={tmp}/curves.md", "{tmp}/run.json"]),
+    ("training_logs", ["--plot={tmp}/no/curves.png", "{tmp}/run.json"]),
+    ("training_logs", ["--plot={root}/README.md", "{tmp}/run.json"]),
     ("build_input", ["--sdist"]), ("build_input", ["--sdist={tmp}/not.json"])])
-def test_bad_arguments_give_a_short_error_without_a_traceback(tmp_path, tool, args):
+def test_bad_arguments_give_a_short_error_without_a_traceback_before_any_work(tmp_path, tool, args):
     (tmp_path / "not.json").write_text("not JSON, nor an sdist")
-    args = [a.format(tmp=tmp_path) for a in args] + [f"--out={tmp_path / 'out'}"] * (tool != "benchmark")
+    (tmp_path / "run.json").write_text(json.dumps(record()))
+    (tmp_path / "empty").mkdir()
+    args = [a.format(tmp=tmp_path, root=ROOT) for a in args] + [f"--out={tmp_path / 'out'}"] * (tool != "benchmark")
     result = subprocess.run([sys.executable, "-B", str(TOOLS / f"{tool}.py"), *args], cwd=tmp_path,
                             capture_output=True, text=True, timeout=30)
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert 1 <= len(result.stderr.splitlines()) <= 3 and not (tmp_path / "out").exists()
+    assert 1 <= len(result.stderr.splitlines()) <= 2 and not (tmp_path / "out").exists()
 
 
 def test_data_label_reads_data_path_given_either_way():

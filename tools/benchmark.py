@@ -2,9 +2,9 @@
 
     python tools/benchmark.py [--record=runs/NAME.json [--force]] SCRIPT [--name=value ...]
 
---record keeps a run that succeeded, never replacing a file unless --force: command (OMP_NUM_THREADS too), device,
-PyTorch, date, commit (-dirty if the script is not the commit's), the script's git blob, batch_size * block_size
-as its parse_args sets them, the lines."""
+--record keeps a run that succeeded, never replacing a file unless --force, nor ever a file of the project but a
+record under runs/: command (OMP_NUM_THREADS too), device, PyTorch, date, commit (-dirty if the script is not the
+commit's), the script's git blob, batch_size * block_size as its parse_args sets them, the lines."""
 
 import argparse
 import importlib.metadata
@@ -17,11 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from training_logs import PARAMETERS_LINE, ROOT, speed, steps, table
-
-
-def git(*a):  # --no-optional-locks: git status writes nothing back to the index
-    return subprocess.run(["git", "--no-optional-locks", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+from training_logs import PARAMETERS_LINE, ROOT, git, project_file, speed, steps, table, writable, write
 
 
 def tokens_per_step(script, args):
@@ -68,17 +64,24 @@ def main(argv):
     parser.add_argument("script", help="the training script, from the repository root")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="the script's --name=value arguments")
     options = parser.parse_args(argv)
-    if not (ROOT / options.script).is_file():
-        parser.error(f"no script {ROOT / options.script}")
-    if (path := options.record) and (path.is_dir() or not path.parent.is_dir() or path.exists() and not options.force):
-        parser.error(f"--record={path} " + ("exists; add --force" if path.is_file() else "is not a file in a folder"))
+    if (script := ROOT / options.script).suffix != ".py" or not script.is_file():
+        parser.error(f"no Python script {script}")
+    path = options.record  # a file of the project is never replaced, a record under runs/ only with --force
+    if path and project_file(path) and not (ROOT / "runs" in path.resolve().parents and path.suffix == ".json"):
+        parser.error(f"--record={path} is a file of the project; records go under runs/")
+    if path and (not writable(path) or path.exists() and not options.force):
+        parser.error(f"--record={path} " + ("exists; add --force" if writable(path) else
+                                            "is not a file in a folder that takes new files"))
     record = run(options.script, options.args)
     if record["returncode"] != 0:
         sys.exit(f"error: run ended with status {record['returncode']}: no record")
     if path:
-        path.write_text(json.dumps(record, indent=1) + "\n")
+        write(path, (json.dumps(record, indent=1) + "\n").encode("utf-8"))
     print(f"\n{table([speed(record)])}" if steps(record) else "")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except KeyboardInterrupt:  # Ctrl-C: no traceback, the shell's status for it
+        sys.exit(130)

@@ -1,28 +1,87 @@
 """Write training_logs.md (with --plot, loss_curves.png too) from the records tools/benchmark.py saves.
 
-    python tools/training_logs.py [--out=training_logs.md] [--plot=loss_curves.png] RECORD.json ...
+    python tools/training_logs.py [--out=training_logs.md] [--plot=loss_curves.png] RECORD.json|FOLDER ...
 
-The Summary and Speed tables (v5-v9 on the classic corpus), then each run, its output verbatim; names/ and tools
-after the series. A record's "version" replaces its script's name. Only the plot needs matplotlib (optional)."""
+A folder stands for every record under it, its own before its subfolders': `python tools/training_logs.py runs
+--plot=loss_curves.png` keeps every run, names/ too. The Summary (bits per character beside the loss: from v10 on
+the loss is per BPE token, not per character) and the Speed table (v5-v9, whose loss is per character, on the
+classic corpus), then each run, its output verbatim; names/ and tools after the series. A record's "version"
+replaces its script's name. Only --plot needs matplotlib (optional); it is refused, before any work, without it."""
 
 import argparse
+import io
 import json
+import math
+import os
 import re
 import statistics
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SERIES = ["bigram", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10"]  # the Speed table: v5 to v9
+SERIES = ["bigram", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13"]  # in reading order
+SPEED = SERIES[SERIES.index("v5"):SERIES.index("v10")]  # the Speed table's targets are in nats per character
 TARGETS = {f"seconds to val ≤ {target:.2f}": target for target in (1.50, 1.47)}  # Speed columns
 CLASSIC, LECTURE = "tinyshakespeare (classic)", "the lecture's names.txt"
-STEP_LINE = re.compile(r"^step (\d+): train loss (\d+\.\d+), val loss (\d+\.\d+)")  # a suffix may follow
+DATA = {"input.txt", "names/names.txt", "output.txt"}  # the project's own text, tracked by git or not
+STEP_LINE = re.compile(r"^step (\d+): train loss (\d+\.\d+), val loss (\d+\.\d+)(?: \((\d+\.\d+) bits/char\))?")
+LOSS_LINE = re.compile(r"^(train|val) loss (\d+\.\d+)$")  # names/: a whole split's loss after training
 PARAMETERS_LINE = re.compile(r"^([\d,]+) parameters, training on (\S+)")
 INF = float("inf")  # the seconds to a target never reached: it is reached last in a median
 
 
+def git(*a):  # --no-optional-locks: git status writes nothing back to the index
+    return subprocess.run(["git", "--no-optional-locks", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+
+def project_file(path):
+    """Whether path names a file of the project, which no tool's output replaces: tracked by git, a .py, the data."""
+    if ROOT not in (path := Path(path).resolve()).parents:
+        return False
+    name = path.relative_to(ROOT).as_posix()
+    return name.endswith(".py") or name in DATA or name in git("ls-files").splitlines()
+
+
+def writable(path):  # a file, there or not, in a folder that exists and takes new files
+    return not path.is_dir() and path.parent.is_dir() and os.access(path.parent, os.W_OK)
+
+
+def write(path, data):
+    """Write bytes to a temporary file beside path, then rename it over path: path is never half written."""
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+        os.chmod(temporary, 0o644)  # mkstemp's 0o600 would hide the file from the other users
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
 def steps(record):  # (seconds, step, train loss, val loss) for each step line
     return [(t, int(m[1]), float(m[2]), float(m[3])) for t, text in record["lines"] if (m := STEP_LINE.match(text))]
+
+
+def bits_per_char(record):
+    """(seconds, step, val bits per character) for each step line: the line's own figure where it ends with one
+    (v8 on; v10 on convert their loss per token to characters), else the loss per character in nats / ln 2."""
+    return [(t, int(m[1]), float(m[4]) if m[4] else float(m[3]) / math.log(2))
+            for t, text in record["lines"] if (m := STEP_LINE.match(text))]
+
+
+def losses(record):
+    """(final train loss, final val loss, final val bits/char, best val loss), else None for a run with no loss.
+    names/ prints each whole split's loss after training: its only figure on the whole val split, the step lines
+    estimating from batches. The series has step lines only: the last is final, the lowest best."""
+    own = {m[1]: float(m[2]) for _, text in record["lines"] if (m := LOSS_LINE.match(text))}
+    if "val" in own:
+        return own.get("train"), own["val"], own["val"] / math.log(2), own["val"]  # names/ predicts characters
+    if points := steps(record):
+        return points[-1][2], points[-1][3], bits_per_char(record)[-1][2], min(p[3] for p in points)
+    return None
 
 
 def arg(record, name):
@@ -41,10 +100,11 @@ def version(record):
 
 
 def summary(record):
-    (*_, last, train, val), best = steps(record)[-1], min(v for *_, v in steps(record))
+    (train, val, val_bits, best), points = losses(record), steps(record)
     count = next((int(m[1].replace(",", "")) for _, t in record["lines"] if (m := PARAMETERS_LINE.match(t))), None)
     return {"version": version(record), "data": data(record), "device": record["device"], "parameters": count,
-            "steps": last, "final train loss": train, "final val loss": val, "best val loss": best,
+            "steps": points[-1][1] if points else None, "final train loss": train, "final val loss": val,
+            "final val bits/char": val_bits, "best val loss": best,
             "wall time (s)": record["wall_time"], "commit": record["commit"]}
 
 
@@ -58,10 +118,11 @@ def speed(record):  # tokens/s from the second step line on: start-up and compil
             "tokens/s": round((s1 - s0) * tokens / (t1 - t0)) if tokens and t1 > t0 else None}
 
 
-def cell(column, value):  # losses to four decimals, seconds to one, counts with thousands separators
+def cell(column, value):  # losses to four decimals, bits to three, seconds to one, counts with thousands separators
     if value is None or value == INF:
         return "not reached" if column.startswith("seconds to") else "n/a"
-    return (f"{value:.4f}" if "loss" in column else f"{value:.1f}" if "seconds" in column or "(s)" in column
+    return (f"{value:.4f}" if "loss" in column else f"{value:.3f}" if "bits" in column
+            else f"{value:.1f}" if "seconds" in column or "(s)" in column
             else f"{value:,}" if isinstance(value, int) else str(value))
 
 
@@ -75,13 +136,13 @@ def order(record):
 
 
 def speed_section(records):
-    if not (runs := [r for r in records if version(r) in SERIES[4:9] and data(r) == CLASSIC]):
+    if not (runs := [r for r in records if version(r) in SPEED and data(r) == CLASSIC]):
         return []
     rows = [speed(r) for r in runs]
     lines = ["## Speed", "", "Wall clock from process start to the step line that first shows the val loss at or"
              " under the target; tokens/s from the second step line to the last (evaluations included).", "",
              table(rows), ""]
-    for name in SERIES[4:9]:
+    for name in SPEED:
         if len(mine := [row for row in rows if row["version"] == name]) > 1:
             medians = [f"{c} {cell(c, statistics.median(row[c] for row in mine))}" for c in [*TARGETS, "best val loss"]]
             lines += [f"Median of the {len(mine)} {name} runs: " + "; ".join(medians) + ".", ""]
@@ -98,58 +159,99 @@ def run_section(record):
             "```text", *(text for _, text in record["lines"]), "```", ""]
 
 
-def render(records):  # the series' training runs in the tables; the rest (names/, tools) after them
+def render(records):  # the series' runs in the tables; the rest (names/, tools) after them, those with a loss in one
     other = [r for r in records if version(r) not in SERIES]
-    records = sorted([r for r in records if r not in other], key=order)
-    return "\n".join(["# Training logs", "", "Written by `tools/training_logs.py` from the run records in `runs/`,"
-                      " which `tools/benchmark.py` saved while the runs printed; the output of each run is below,"
-                      " verbatim.", "", "## Summary", "", table([summary(r) for r in records]), "",
-                      *speed_section(records), "## Runs", "", *sum(map(run_section, records), []),
-                      *["## Other runs: names/ and benchmarks", ""] * bool(other), *sum(map(run_section, other), [])])
+    series, scored = sorted([r for r in records if r not in other], key=order), [r for r in other if losses(r)]
+    lines = ["# Training logs", "", "Written by `tools/training_logs.py` from the run records in `runs/`, which"
+             " `tools/benchmark.py` saved while the runs printed; the output of each run is below, verbatim.", ""]
+    if series:
+        lines += ["## Summary", "", table([summary(r) for r in series]), "", *speed_section(series), "## Runs", "",
+                  *sum(map(run_section, series), [])]
+    if other:
+        lines += ["## Other runs: names/ and benchmarks", "", *[table([summary(r) for r in scored]), ""] * bool(scored),
+                  *sum(map(run_section, other), [])]
+    return "\n".join(lines)
 
 
-def plot(records, out):  # val loss by step: a panel per corpus, a colour per version, a line style per run of it
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        sys.exit(f"note: {out} not drawn: the plot needs matplotlib (pip install matplotlib)")
+COLOURS = [f"C{i}" for i in range(10)] + ["black", "darkgoldenrod", "teal", "crimson"]  # one for each version
+
+
+def draw(records, Figure):
+    """Val bits per character by step (above) and by wall-clock second (below): a column per corpus, a colour per
+    version, a line style per run of it. Bits per character, not the loss: from v10 on the loss is per BPE token."""
     corpora = list(dict.fromkeys(map(data, records := sorted(records, key=order))))
-    figure = Figure(figsize=(6 * len(corpora), 4.5), layout="tight")
-    for ax, corpus in zip(figure.subplots(1, len(corpora), squeeze=False, sharey=True)[0], corpora):
+    figure = Figure(figsize=(6 * len(corpora), 9), layout="tight")
+    axes = figure.subplots(2, len(corpora), squeeze=False, sharey=True)
+    for column, corpus in zip(axes.T, corpora):
         for i, run in enumerate(runs := [r for r in records if data(r) == corpus]):
             n = sum(version(r) == version(run) for r in runs[:i])  # earlier runs of this version in the panel
-            ax.plot([p[1] for p in steps(run)], [p[3] for p in steps(run)], color=f"C{SERIES.index(version(run))}",
-                    linestyle=["-", "--", ":", "-."][n % 4], linewidth=1.2, label=f"{version(run)} ({run['device']}"
-                    + (f", seed {arg(run, 'seed')})" if arg(run, "seed") else ")"))
-        ticks = [1.4, 1.5, 1.6, 1.8, 2, 2.5, 3, 4]  # a log scale: late, small gains stay visible
-        ax.set(title=corpus, xlabel="step", ylabel="val loss", yscale="log", yticks=ticks, yticklabels=map(str, ticks))
+            seconds, step, val_bits = zip(*bits_per_char(run))
+            style = {"color": COLOURS[SERIES.index(version(run)) % len(COLOURS)], "linewidth": 1.2,
+                     "linestyle": ["-", "--", ":", "-."][n % 4], "label": f"{version(run)} ({run['device']}"
+                     + (f", seed {arg(run, 'seed')})" if arg(run, "seed") else ")")}
+            column[0].plot(step, val_bits, **style)
+            column[1].plot(seconds, val_bits, **style)
+        column[0].set(title=corpus, xlabel="step")
+        column[1].set(title=corpus, xlabel="wall-clock seconds (log scale)", xscale="log")
+        column[1].xaxis.set_major_formatter("{x:g}")  # 10, 100, not 10^1, 10^2
+        column[0].legend(fontsize=7)
+    ticks = [2, 2.2, 2.5, 3, 3.5, 4, 5, 6]  # a log scale: late, small gains stay visible
+    for ax in axes.flat:
+        ax.set(ylabel="val bits per character", yscale="log", yticks=ticks, yticklabels=map(str, ticks))
         ax.minorticks_off()
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-    figure.savefig(out, dpi=120)
-    print(f"wrote {out}")
+    return figure
+
+
+def record_paths(paths):  # a folder stands for every record under it, its own before its subfolders'
+    return [found for path in paths
+            for found in (sorted(path.rglob("*.json"), key=lambda p: (len(p.parts), p)) if path.is_dir() else [path])]
 
 
 def main(argv):
     parser = argparse.ArgumentParser(prog="python tools/training_logs.py", usage=__doc__.split("\n\n")[1].strip())
-    parser.add_argument("records", nargs="+", type=Path, metavar="RECORD.json")
+    parser.add_argument("records", nargs="+", type=Path, metavar="RECORD.json|FOLDER")
     parser.add_argument("--out", type=Path, default=ROOT / "training_logs.md")
-    parser.add_argument("--plot", type=Path, help="also draw the val loss curves into this PNG (needs matplotlib)")
-    options, records = parser.parse_args(argv), []
+    parser.add_argument("--plot", type=Path, help="also draw val bits per character into this image (matplotlib)")
+    options = parser.parse_args(argv)
+    for option, out, own in [("--out", options.out, "training_logs.md"), ("--plot", options.plot, "loss_curves.png")]:
+        if out and not writable(out):
+            parser.error(f"{option}={out} is not a file in a folder that takes new files")
+        if out and project_file(out) and out.resolve() != ROOT / own:  # own: the one project file it replaces
+            parser.error(f"{option}={out} is a file of the project")
+    if options.plot:  # before any work: a plot that cannot be drawn is refused now, not found missing at the end
+        try:
+            from matplotlib.figure import Figure
+        except ImportError:
+            sys.exit("error: --plot needs matplotlib (pip install matplotlib)")
+        if (image_format := options.plot.suffix[1:].lower()) not in Figure().canvas.get_supported_filetypes():
+            parser.error(f"--plot={options.plot}: not an image format matplotlib writes (.png, .svg, .pdf...)")
+    if not (paths := record_paths(options.records)):
+        parser.error(f"no records (*.json) in {' '.join(map(str, options.records))}")
+    records = []
     try:
-        for path in options.records:
+        for path in paths:
             record = json.loads(path.read_text(encoding="utf-8"))
             if record["returncode"] != 0 or version(record) in SERIES and not steps(record):
-                raise ValueError(f"a failed run, or one of {SERIES} without step lines")
-            records.append((version(record) not in SERIES or summary(record) and speed(record)) and run_section(record)
-                           and record)  # all fields there
-        options.out.write_text(render(records), encoding="utf-8")
+                raise ValueError(f"a failed run, or one of {SERIES[0]}-{SERIES[-1]} without step lines")
+            records.append((not losses(record) or summary(record)) and run_section(record)  # all fields there
+                           and (version(record) not in SERIES or speed(record)) and record)
+        text, series, image = render(records), [r for r in records if version(r) in SERIES], io.BytesIO()
+        if options.plot:
+            if not series:
+                raise ValueError(f"--plot: none of {SERIES[0]}-{SERIES[-1]} among the records to draw")
+            draw(series, Figure).savefig(image, format=image_format, dpi=120)
+        write(options.out, text.encode("utf-8"))
         print(f"wrote {options.out}: {len(records)} runs")
         if options.plot:
-            plot([r for r in records if version(r) in SERIES], options.plot)
+            write(options.plot, image.getvalue())
+            print(f"wrote {options.plot}")
     except (OSError, ValueError, LookupError, TypeError, AttributeError) as error:
-        sys.exit("error: " + f"{path}: " * (len(records) < len(options.records)) + f"{type(error).__name__}: {error}")
+        sys.exit("error: " + f"{path}: " * (len(records) < len(paths)) + f"{type(error).__name__}: {error}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except KeyboardInterrupt:  # Ctrl-C: no traceback, the shell's status for it
+        sys.exit(130)
