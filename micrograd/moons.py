@@ -5,7 +5,7 @@ MLP trained with a max-margin loss and plain SGD, every gradient coming from eng
 backward(). No torch, no numpy: the data is made here from a seeded random.Random.
 
     python micrograd/moons.py
-    python micrograd/moons.py --max_iters=50 --plot=moons.png
+    python micrograd/moons.py --max_iters=50 --plot_path=moons.png
 """
 
 import argparse
@@ -28,13 +28,14 @@ learning_rate = 1.0  # the first step size; it decays linearly to a tenth of thi
 alpha = 1e-4  # weight of the L2 penalty alpha * sum(p^2), which keeps the weights small
 eval_interval = 10  # steps between progress lines
 seed = 1337  # seeds the data and the initial weights: the same seed gives the same run
-plot = ""  # image file for the decision boundary, e.g. moons.png ('' = none; needs matplotlib)
+plot_path = ""  # image file for the decision boundary, e.g. moons.png ('' = none; needs matplotlib)
 # the names above: the ones --name=value may set
 HYPERPARAMETERS = [name for name, value in globals().items()
                    if not name.startswith("_") and isinstance(value, (int, float, str))]
-# the smallest value each number may take
-MINIMUM = {"n_samples": 2, "noise": 0, "n_hidden": 1, "n_layers": 0, "max_iters": 0,
-           "learning_rate": 0, "alpha": 0, "eval_interval": 1}
+# the lowest and highest value of each number: larger sizes make a step's graph of Values outgrow the memory
+# (1,000 points through 3 layers of 32 neurons take about 2 GB), and a learning_rate of 10 already blows up
+RANGES = {"n_samples": (2, 1000), "noise": (0, 1), "n_hidden": (1, 32), "n_layers": (0, 3), "max_iters": (0, 10_000),
+          "learning_rate": (0, 10), "alpha": (0, 1), "eval_interval": (1, 10_000), "seed": (0, 2**64 - 1)}
 
 
 def make_moons(n, noise, rng):
@@ -63,9 +64,13 @@ def loss_and_accuracy(model, X, y):
 
 
 def train(model, X, y):
-    """max_iters steps of gradient descent on all the points; returns the final loss and accuracy."""
-    for k in range(max_iters):
+    """max_iters steps of gradient descent on all the points; returns the loss and accuracy after the last one."""
+    for k in range(max_iters + 1):  # one more loss than steps: the one after the last step
         loss, accuracy = loss_and_accuracy(model, X, y)
+        if not math.isfinite(loss.data):  # the weights blew up: a score beyond the largest float, or inf - inf
+            sys.exit(f"error: the loss is not finite at step {k}; try a smaller --learning_rate")
+        if k == max_iters:
+            return loss, accuracy
         model.zero_grad()
         loss.backward()
         step_size = learning_rate * (1.0 - 0.9 * k / max_iters)  # big steps first, finer ones at the end
@@ -73,16 +78,11 @@ def train(model, X, y):
             p.data -= step_size * p.grad
         if k % eval_interval == 0:
             print(f"step {k}: loss {loss.data:.4f}, accuracy {accuracy:.0%}")
-    return loss_and_accuracy(model, X, y)
 
 
 def save_plot(model, X, y, path):
     """The plane coloured by the sign of the model's score, with the training points on top."""
-    try:
-        import matplotlib
-    except ImportError:
-        print(f"note: matplotlib is not installed, so no plot was written to {path}")
-        return
+    import matplotlib  # installed: parse_args has checked
     matplotlib.use("Agg")  # draw into a file: no display needed
     import matplotlib.pyplot as plt
     # a 50 x 50 grid over the points' range and half a unit more on every side
@@ -105,13 +105,23 @@ def parse_args(argv):
         parser.add_argument(f"--{name}", type=type(default), default=default, metavar=type(default).__name__,
                             help=f"{comments[name]} (default: {default!r})")
     args = parser.parse_args(argv)
-    for name, lowest in MINIMUM.items():
-        value = getattr(args, name)
-        if not (math.isfinite(value) and value >= lowest):
-            parser.error(f"--{name} must be a finite number >= {lowest}, got {value}")
-    # a plot that cannot be written fails now, not after the training
-    if args.plot and not os.access(Path(args.plot).resolve().parent, os.W_OK):
-        parser.error(f"--plot={args.plot}: its directory does not exist or cannot be written")
+    for name, (lowest, highest) in RANGES.items():
+        if not lowest <= getattr(args, name) <= highest:  # nan and inf fail too
+            sys.exit(f"error: --{name} must be from {lowest} to {highest}, got {getattr(args, name)}")
+    if args.n_samples % 2:
+        sys.exit(f"error: --n_samples must be even, half the points on each moon; got {args.n_samples}")
+    if args.plot_path:  # a plot that cannot be written fails now, not after the training
+        folder = Path(args.plot_path).absolute().parent
+        if os.path.lexists(args.plot_path) or not (folder.is_dir() and os.access(folder, os.W_OK)):
+            sys.exit(f"error: --plot_path={args.plot_path} exists, or its folder is missing or read-only:"
+                     " a run writes only new files")
+        try:
+            from matplotlib.backend_bases import FigureCanvasBase
+        except ImportError:
+            sys.exit("error: --plot_path needs matplotlib (pip install matplotlib)")
+        formats = FigureCanvasBase.get_supported_filetypes()  # {'png': 'Portable Network Graphics', ...}
+        if Path(args.plot_path).suffix[1:].lower() not in formats:
+            sys.exit(f"error: --plot_path={args.plot_path}: name an image file, ending in .{', .'.join(formats)}")
     globals().update(vars(args))
 
 
@@ -123,9 +133,14 @@ def main(argv):
     print(f"{n_samples} points, an MLP of {len(model.parameters())} parameters")
     loss, accuracy = train(model, X, y)
     print(f"after {max_iters} steps: loss {loss.data:.4f}, accuracy {accuracy:.0%}")
-    if plot:
-        save_plot(model, X, y, plot)
+    if plot_path:
+        save_plot(model, X, y, plot_path)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except KeyboardInterrupt:  # Ctrl-C: the shell's status for it, and no traceback
+        sys.exit(130)
+    except OverflowError:  # the weights blew up: the square of one, in the L2 penalty, is beyond the largest float
+        sys.exit("error: a weight grew too large for a float; try a smaller --learning_rate")

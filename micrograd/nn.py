@@ -30,6 +30,8 @@ class Neuron(Module):
         self.nonlin = nonlin
 
     def __call__(self, x):
+        if len(x) != len(self.w):  # zip would silently drop the extra inputs, or the extra weights
+            raise ValueError(f"expected {len(self.w)} inputs, got {len(x)}")
         act = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)  # starting the sum at b adds the bias
         return act.relu() if self.nonlin else act
 

@@ -2,10 +2,14 @@
 
 import importlib.util
 import math
+import os
 import random
 import re
+import select
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -165,6 +169,14 @@ def test_mlp_output_and_every_parameter_gradient_match_the_same_network_in_torch
             assert n.b.grad == pytest.approx(bias_grad.item(), rel=1e-12, abs=1e-12)
 
 
+@pytest.mark.parametrize("inputs", [[1.0], [1.0, 2.0, 3.0]])
+@pytest.mark.parametrize("module", ["Neuron", "Layer", "MLP"])
+def test_a_module_called_on_the_wrong_number_of_inputs_raises_a_value_error(module, inputs):
+    model = {"Neuron": Neuron(2), "Layer": Layer(2, 3), "MLP": MLP(2, [3, 1])}[module]  # each reads 2 inputs
+    with pytest.raises(ValueError, match=f"expected 2 inputs, got {len(inputs)}"):
+        model(inputs)
+
+
 def test_zero_grad_sets_every_parameter_gradient_to_zero():
     model = MLP(3, [4, 4, 1])
     for p in model.parameters():
@@ -222,16 +234,9 @@ def test_main_prints_the_final_accuracy(moons, capsys):
     assert re.search(r"accuracy \d+%$", capsys.readouterr().out.splitlines()[-1])
 
 
-def test_plot_without_matplotlib_prints_a_note_and_writes_nothing(moons, monkeypatch, capsys, tmp_path):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
-    moons.main(["--n_samples=4", "--n_hidden=2", "--max_iters=1", f"--plot={tmp_path / 'moons.png'}"])
-    assert "matplotlib is not installed" in capsys.readouterr().out.splitlines()[-1]
-    assert not (tmp_path / "moons.png").exists()
-
-
-def test_plot_writes_the_decision_boundary_image(moons, tmp_path):
+def test_plot_path_writes_the_decision_boundary_image(moons, tmp_path):
     pytest.importorskip("matplotlib")
-    moons.main(["--n_samples=4", "--n_hidden=2", "--max_iters=1", f"--plot={tmp_path / 'moons.png'}"])
+    moons.main(["--n_samples=4", "--n_hidden=2", "--max_iters=1", f"--plot_path={tmp_path / 'moons.png'}"])
     assert (tmp_path / "moons.png").stat().st_size > 0
 
 
@@ -253,9 +258,16 @@ def test_bad_input_exits_non_zero(moons, arg):
     assert exit_info.value.code != 0
 
 
-def run_moons(*args, cwd):
-    return subprocess.run([sys.executable, "-B", str(MICROGRAD / "moons.py"), *args], cwd=cwd,
+def run_moons(*args, cwd, env=None):
+    return subprocess.run([sys.executable, "-B", str(MICROGRAD / "moons.py"), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=60)
+
+
+def assert_refused_in_one_line(result, *words):
+    """Exit status 1, nothing trained (no line on stdout), and one error line on stderr holding the words."""
+    assert result.returncode == 1 and result.stdout == "", result.stdout + result.stderr
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("error: "), result.stderr
+    assert all(word in result.stderr for word in words), result.stderr
 
 
 def test_bad_input_gives_a_short_error_without_a_traceback(tmp_path):
@@ -271,3 +283,79 @@ def test_moons_runs_as_a_script_from_any_directory(where, tmp_path):
     result = run_moons("--n_samples=4", "--n_hidden=2", "--max_iters=1", cwd=cwd)
     assert result.returncode == 0, result.stderr
     assert "accuracy" in result.stdout.splitlines()[-1]
+
+
+def test_ctrl_c_exits_130_without_a_traceback():
+    # SIG_DFL: a child of a shell that ignores SIGINT would inherit that, and Python would then never see Ctrl-C
+    process = subprocess.Popen([sys.executable, "-B", "-u", str(MICROGRAD / "moons.py"), "--max_iters=10000",
+                                "--eval_interval=1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline, line = time.monotonic() + 30, ""
+        while not line.startswith("step "):  # Ctrl-C in the middle of the training
+            assert select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))[0], "no step line"
+            line = process.stdout.readline()
+            assert line, "moons.py ended before its first step line"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130 and stderr == ""
+
+
+def test_a_learning_rate_beyond_a_float_is_refused_in_one_line(tmp_path):
+    assert_refused_in_one_line(run_moons("--learning_rate=1e200", cwd=tmp_path), "--learning_rate")
+
+
+@pytest.mark.parametrize("arg", [f"--n_samples={10**20}", f"--n_hidden={10**20}", f"--n_layers={10**20}",
+                                 f"--max_iters={10**20}", f"--eval_interval={10**20}", "--n_samples=0",
+                                 "--n_samples=7", "--noise=-0.1", "--noise=inf", "--alpha=-1", "--learning_rate=nan",
+                                 "--eval_interval=0", "--seed=-1", f"--seed={2**64}"])
+def test_a_value_no_run_can_use_is_refused_in_one_line_before_the_training(arg, tmp_path):
+    assert_refused_in_one_line(run_moons(arg, cwd=tmp_path), arg.split("=")[0])
+
+
+# 1 layer: a weight's square overflows (at step 115); 3 layers: a score reaches inf, at step 8, after the last step
+@pytest.mark.parametrize("n_layers, max_iters", [(1, 1000), (3, 8)])
+def test_weights_that_blow_up_end_the_run_in_one_error_line(n_layers, max_iters, tmp_path):
+    result = run_moons("--alpha=1", "--learning_rate=10", "--n_samples=8", "--n_hidden=2", f"--n_layers={n_layers}",
+                       f"--max_iters={max_iters}", cwd=tmp_path)
+    assert result.returncode == 1 and "steps: loss" not in result.stdout
+    assert result.stderr.startswith("error: ") and result.stderr.splitlines()[1:] == [], result.stderr
+    assert "try a smaller --learning_rate" in result.stderr
+
+
+@pytest.fixture
+def without_matplotlib(tmp_path):
+    """An environment in which `import matplotlib` fails: a package of that name, first on the path, raises."""
+    fake = tmp_path / "fake" / "matplotlib"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise ImportError("matplotlib is hidden for this test")\n')
+    return {**os.environ, "PYTHONPATH": str(fake.parent)}
+
+
+def test_plot_path_without_matplotlib_is_refused_before_the_training(without_matplotlib, tmp_path):
+    result = run_moons(f"--plot_path={tmp_path / 'moons.png'}", cwd=tmp_path, env=without_matplotlib)
+    assert_refused_in_one_line(result, "needs matplotlib")
+    assert not (tmp_path / "moons.png").exists()
+
+
+def test_plot_path_with_an_unknown_image_format_is_refused_before_the_training(tmp_path):
+    pytest.importorskip("matplotlib")
+    assert_refused_in_one_line(run_moons(f"--plot_path={tmp_path / 'moons.xyz'}", cwd=tmp_path), ".png")
+    assert not (tmp_path / "moons.xyz").exists()
+
+
+@pytest.mark.parametrize("where", ["a directory", "a missing folder", "a file of the project",
+                                   "a link to a file of the project", "a file of the user"])
+def test_plot_path_that_cannot_or_must_not_be_written_is_refused_before_the_training(where, without_matplotlib,
+                                                                                        tmp_path):
+    # matplotlib hidden: a path let through by mistake would still not be drawn over
+    project_file = MICROGRAD.parent / "loss_curves.png"
+    (tmp_path / "link.png").symlink_to(project_file)
+    (tmp_path / "mine.png").write_bytes(b"the user's picture")
+    path = {"a directory": tmp_path, "a missing folder": tmp_path / "missing" / "moons.png",
+            "a file of the project": project_file, "a link to a file of the project": tmp_path / "link.png",
+            "a file of the user": tmp_path / "mine.png"}[where]
+    result = run_moons(f"--plot_path={path}", cwd=tmp_path, env=without_matplotlib)
+    assert_refused_in_one_line(result, f"--plot_path={path}", "exists, or its folder is missing or read-only")
