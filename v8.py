@@ -1,12 +1,8 @@
 """v7's GPT, kept: checkpoints, exact resume, a safe stop, and sampling later.
 
-New in this file, after v7.py: at every evaluation the whole training state (weights,
-optimizer, step, random-number generators, hyperparameters, vocabulary, a fingerprint
-of the text) goes to ckpt_path through a temporary file renamed over the old one, so
-a crash leaves one whole checkpoint or the other; loading with weights_only=True
-refuses a file that would run code. --resume=True goes on with the random numbers of
-the unstopped run; Ctrl-C or SIGTERM ends the step, saves and exits; --sample_only
-samples a checkpoint at a temperature, from the top_k likeliest characters if > 0.
+New in this file, after v7.py: each evaluation saves the whole training state to ckpt_path with the
+SHA-256 of its bytes, so that loading refuses a changed file. --resume=True goes on as if the run never
+stopped; Ctrl-C or SIGTERM ends the step, evaluates, saves and exits; --sample_only continues a prompt.
 
     python v8.py                                   # on a GPU; Ctrl-C stops and saves
     python v8.py --sample_only=True --prompt="ROMEO:" --temperature=0.8 --top_k=40
@@ -49,7 +45,7 @@ data_path = str(Path(__file__).with_name("input.txt"))  # training text: any UTF
 seed = 1337  # random seed: the same seed gives the same run
 out_path = ""  # file the sample is also written to ('' = printed only; v5 keeps the series' output.txt)
 compile = True  # torch.compile the training step on CUDA (never on CPU or mps)
-ckpt_path = str(Path(__file__).with_name("ckpt.pt"))  # the training state, saved at every evaluation ('' = none)
+ckpt_path = str(Path(__file__).with_suffix(".pt"))  # the training state, saved at every evaluation ('' = none)
 resume = False  # continue the run saved at ckpt_path, up to max_iters steps in all
 sample_only = False  # load ckpt_path, sample, and exit without training
 prompt = ""  # text the sample continues ('' = start from token 0)
@@ -57,17 +53,15 @@ temperature = 1.0  # divides the logits before sampling: below 1 safer, above 1 
 top_k = 0  # sample from the top_k likeliest characters only (0 = from all)
 HYPERPARAMETERS = [name for name, value in globals().items()  # the names above: --name=value sets them
                    if not name.startswith("_") and isinstance(value, (bool, int, float, str))]
+# the smallest value of each number, checked by parse_args
+LOWEST = dict(batch_size=1, block_size=1, max_iters=0, eval_interval=1, max_new_tokens=0, seed=0,
+              n_embd=1, n_head=1, n_layer=1, warmup_iters=0, weight_decay=0, beta2=0, top_k=0, temperature=1e-3)
 
 
 def check_hyperparameters():
     """A value no run can use stops the run here, with one line."""
-    lowest = dict(batch_size=1, block_size=1, max_iters=0, eval_interval=1, warmup_iters=0, weight_decay=0,
-                  beta2=0, n_embd=1, n_head=1, n_layer=1, max_new_tokens=0, top_k=0, seed=0)
-    for name, low in lowest.items():
-        if globals()[name] < low:
-            sys.exit(f"error: --{name} must be at least {low}, got {globals()[name]}")
-    if learning_rate <= 0 or seed >= 2**64:
-        sys.exit(f"error: --learning_rate must be above 0 and --seed below 2**64, got {learning_rate} and {seed}")
+    if learning_rate <= 0:
+        sys.exit(f"error: --learning_rate must be above 0, got {learning_rate}")
     if n_embd % n_head:  # every head gets the same share of the embedding
         sys.exit(f"error: --n_embd={n_embd} must be a multiple of --n_head={n_head}")
     if not 0 <= min_lr <= learning_rate or beta2 >= 1 or grad_clip <= 0:
@@ -75,8 +69,6 @@ def check_hyperparameters():
                  f" got {min_lr}, {beta2} and {grad_clip}")
     if not 0 <= dropout < 1:
         sys.exit(f"error: --dropout must be at least 0 and below 1, got {dropout}")
-    if temperature <= 0:
-        sys.exit(f"error: --temperature must be above 0, got {temperature}")
 
 
 # ---- data -----------------------------------------------------------------
@@ -226,28 +218,45 @@ class GPTLanguageModel(nn.Module):
 # ---- checkpoints ----------------------------------------------------------
 
 ARCHITECTURE = ["block_size", "n_embd", "n_head", "n_layer"]  # the shapes of the saved weights
-# what each command decides for itself; every other hyperparameter comes from the checkpoint unless given
+# what each command decides for itself; every other hyperparameter is saved with the run and read back
 PER_COMMAND = ["device", "compile", "ckpt_path", "resume", "sample_only", "prompt", "temperature", "top_k",
                "max_new_tokens", "out_path"]
+CONTENTS = dict(script=str, step=int, model=dict, optimizer=dict, rng=dict, hyperparameters=dict, vocab=str,
+                text_sha256=str)  # what a checkpoint holds, and of which type
 
 
-def open_checkpoint(given):
-    """The run saved at ckpt_path for --resume or --sample_only, its hyperparameters restored where this
-    command does not give them; None for a fresh run, which may not replace a file at ckpt_path."""
+def save_checkpoint(step, model, optimizer, text_id):
+    """The whole training state as torch.save writes it, then the SHA-256 of those bytes, into ckpt_path."""
+    rng = {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if model.lm_head.weight.is_cuda else None}
+    settings = {name: globals()[name] for name in HYPERPARAMETERS if name not in PER_COMMAND}
+    saved = io.BytesIO()  # model is the uncompiled module: its keys carry no "_orig_mod." prefix
+    torch.save({"script": Path(__file__).name, "step": step, "model": model.state_dict(), "rng": rng,
+                "optimizer": optimizer.state_dict(), "hyperparameters": settings, **text_id}, saved)
+    write_atomically(ckpt_path, saved.getvalue() + hashlib.sha256(saved.getvalue()).digest())
+
+
+def open_checkpoint(argv, given):
+    """The run saved at ckpt_path for --resume or --sample_only, its settings read back before this command's."""
     if not (resume or sample_only):
-        if ckpt_path and os.path.exists(ckpt_path):
+        if ckpt_path and os.path.exists(ckpt_path):  # a fresh run never replaces a checkpoint
             sys.exit(f"error: {ckpt_path} exists: go on with --resume=True, or pass another --ckpt_path")
         return None
+    saved = Path(ckpt_path).read_bytes() if os.path.isfile(ckpt_path) else b""
+    if hashlib.sha256(saved[:-32]).digest() != saved[-32:]:  # missing, truncated, altered, or no checkpoint
+        sys.exit(f"error: {ckpt_path}: no checkpoint, or one changed since it was saved")
     try:  # weights_only: tensors and plain containers only, so a file that would run code is refused
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        saved = state["hyperparameters"]
-    except Exception as error:  # missing, truncated, unsafe, or not a checkpoint of this series
-        sys.exit(f"error: {ckpt_path}: {'missing' if type(error) is FileNotFoundError else 'no loadable checkpoint'}")
-    for name in ARCHITECTURE:
-        if name in given and globals()[name] != saved[name]:
-            sys.exit(f"error: {ckpt_path} holds a model with --{name}={saved[name]}; leave --{name} out")
-    globals().update({n: v for n, v in saved.items() if n in HYPERPARAMETERS and n not in given | set(PER_COMMAND)})
-    check_hyperparameters()  # the saved values with this command's
+        state = torch.load(io.BytesIO(saved[:-32]), map_location="cpu", weights_only=True)
+    except Exception:
+        sys.exit(f"error: {ckpt_path}: holds objects that loading would have to run as code")
+    owner = state.get("script") if isinstance(state, dict) else None
+    if owner != Path(__file__).name:
+        sys.exit(f"error: {ckpt_path}: a checkpoint of {owner or 'another program'}, not of {Path(__file__).name}")
+    if wrong := [key for key, kind in CONTENTS.items() if not isinstance(state.get(key), kind)]:
+        sys.exit(f"error: {ckpt_path}: a checkpoint of {owner} without a valid {wrong[0]!r}")
+    values = state["hyperparameters"]
+    if clash := [name for name in ARCHITECTURE if name in given and globals()[name] != values.get(name)]:
+        sys.exit(f"error: {ckpt_path} holds a model with --{clash[0]}={values.get(clash[0])}; leave --{clash[0]} out")
+    parse_args([f"--{name}={value}" for name, value in values.items()] + argv)  # this command's values win
     print(f"{ckpt_path}: saved at step {state['step']}")
     return state
 
@@ -294,47 +303,40 @@ def lr_at(step):
 
 
 def train(model, train_data, val_data, text_id=None, state=None):
-    """max_iters AdamW steps on random batches, with the losses every eval_interval steps and at the end,
-    each time saving the training state to ckpt_path; a saved state, if given, goes on where it stopped.
-    Returns the signal (Ctrl-C, SIGTERM) that stopped the run early, or 0."""
+    """max_iters AdamW steps on random batches, with the losses every eval_interval steps and at the end."""
     on_cuda = train_data.device.type == "cuda"
     optimizer = configure_optimizer(model)
     val_windows = eval_windows(val_data)
     # about as many training windows as validation windows, spread evenly over the training split
     train_windows = eval_windows(train_data, every=max(1, len(train_data) // len(val_data)))
     step_model = torch.compile(model) if compile and on_cuda else model  # evaluation and sampling run eagerly
-    start_step = state["step"] if state else 0
-    if state:  # the saved run goes on as if it never stopped: its optimizer moments, its random numbers
-        # the saved moments, under this command's settings (decay, betas, fused: the device may differ)
+    if state:  # the saved run goes on as if it never stopped: its moments (this command's settings), its randomness
         optimizer.load_state_dict({**state["optimizer"], "param_groups": optimizer.state_dict()["param_groups"]})
         torch.set_rng_state(state["rng"]["cpu"])
         if on_cuda and state["rng"]["cuda"] is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"])
+    stop = 0  # the signal that asked to stop: the loop ends its step, evaluates, saves and returns it
+    usual = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}  # restored at the end
 
-    def save(step):
-        if ckpt_path:  # model is the uncompiled module: its keys carry no "_orig_mod." prefix
-            rng = {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if on_cuda else None}
-            checkpoint = io.BytesIO()
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "rng": rng,
-                        "hyperparameters": {n: globals()[n] for n in HYPERPARAMETERS}, **(text_id or {})}, checkpoint)
-            write_atomically(ckpt_path, checkpoint.getvalue())
-
-    stop = []  # the signal that asked for a stop: the loop finishes its step, saves and returns
-
-    def note_stop(signum, frame):
-        stop.append(signum)
-        signal.signal(signum, previous[signum])  # a second one acts at once, as usual
+    def ask_to_stop(signum, frame):
+        nonlocal stop
+        stop = signum
+        signal.signal(signum, usual[signum])  # a second one acts at once, as usual
         print("stopping after this step, to save; Ctrl-C again stops at once", flush=True)
 
-    previous = {s: signal.signal(s, note_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    for step in range(start_step, max_iters + 1):
-        if step % eval_interval == 0 or step == max_iters:
+    for s in usual:
+        signal.signal(s, ask_to_stop)
+    for step in range(state["step"] if state else 0, max_iters + 1):
+        if stop or step % eval_interval == 0 or step == max_iters:
             losses = estimate_loss(model, {"train": train_windows, "val": val_windows})
             print(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
                   f" ({losses['val'] / math.log(2):.3f} bits/char)", flush=True)
             if not math.isfinite(losses["train"] + losses["val"]):  # NaN or inf: training will not recover
                 sys.exit(f"error: the loss is not finite at step {step}; try a smaller --learning_rate")
-            save(step)
+            if ckpt_path:
+                save_checkpoint(step, model, optimizer, text_id)
+            if stop:
+                break
         if step < max_iters:
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)
@@ -344,31 +346,15 @@ def train(model, train_data, val_data, text_id=None, state=None):
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
-            if stop:  # keep this step's work, unless it broke the model, then stop
-                if not math.isfinite(loss.item()):
-                    sys.exit(f"error: the loss is not finite at step {step + 1}; {ckpt_path} is kept as it was")
-                save(step + 1)
-                print(f"stopped after step {step + 1}")
-                break
-    for s, handler in previous.items():  # signals act as usual again
+    for s, handler in usual.items():  # signals act as usual again
         signal.signal(s, handler)
-    return stop[0] if stop else 0
-
-
-def generate_sample(model, encode, decode, target):
-    """Continue the prompt by max_new_tokens characters; print them, and keep them in out_path if given."""
-    model.eval()  # sample with training-only behaviour switched off
-    context = torch.tensor([encode(prompt) or [0]], dtype=torch.long, device=target)  # token 0 if no prompt
-    with autocast(target):
-        sample = decode(model.generate(context, max_new_tokens, temperature, top_k)[0].tolist())
-    print(sample)
-    if out_path:
-        write_atomically(out_path, sample.encode("utf-8"))
+    return stop  # the signal that ended the run early, or 0
 
 
 def main(argv):
-    given = parse_args(argv)  # --name=value for the hyperparameters above, then check_hyperparameters()
-    state = open_checkpoint(given)  # None for a fresh run
+    given = parse_args(argv)  # --name=value for the hyperparameters above
+    state = open_checkpoint(argv, given)  # None for a fresh run
+    check_hyperparameters()  # this command's values, with the saved run's
     torch.manual_seed(seed)
     target = pick_device(device)
     if target.type == "cuda":
@@ -382,34 +368,39 @@ def main(argv):
     if set(prompt) - set(text):
         sys.exit(f"error: --prompt has characters the model never saw: {''.join(sorted(set(prompt) - set(text)))}")
 
-    model = GPTLanguageModel(vocab_size)
+    model = GPTLanguageModel(vocab_size).to(target)
     if state:
         try:
             model.load_state_dict(state["model"])
-        except (RuntimeError, KeyError):  # keys or shapes that are not this model's
+        except RuntimeError:  # keys or shapes that are not this model's
             sys.exit(f"error: {ckpt_path} holds the weights of another model than its hyperparameters describe")
-    model.to(target)
-    if sample_only:
-        return generate_sample(model, encode, decode, target)
-    train_data, val_data = split_data(torch.tensor(encode(text), dtype=torch.long, device=target))
-    print(f"{sum(p.numel() for p in model.parameters()):,} parameters, training on {target}")
     operations = 6 * sum(p.numel() for p in model.parameters()) * batch_size * block_size * max_iters
-    if device == "auto" and target.type == "cpu" and operations > 2e11 * 3600:  # an hour of a fast CPU
+    if device == "auto" and target.type == "cpu" and operations > 2e11 * 3600 and not sample_only:  # a CPU's hour
         sys.exit("error: no GPU, and these sizes take hours on a CPU; see --help for a CPU-sized run, or --device=cpu")
-    signum = train(model, train_data, val_data, text_id, state)
-    if signum:  # the same command, with --resume=True, goes on from the checkpoint
-        command = ["python", Path(__file__).name, *[a for a in argv if not a.startswith("--resume")], "--resume=True"]
-        print(f"continue with: {shlex.join(command)}" if ckpt_path else "nothing was saved")
-        sys.exit(128 + signum)
+    if not sample_only:
+        train_data, val_data = split_data(torch.tensor(encode(text), dtype=torch.long, device=target))
+        print(f"{sum(p.numel() for p in model.parameters()):,} parameters, training on {target}")
+        if signum := train(model, train_data, val_data, text_id, state):  # the same command, resumed, goes on
+            command = ["python", Path(__file__).name, *[a for a in argv if not a.startswith("--resume")]]
+            print(f"continue with: {shlex.join(command + ['--resume=True'])}" if ckpt_path else "nothing was saved")
+            sys.exit(128 + signum)
     if target.type == "cuda":
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated(target) / 2**20:,.0f} MiB")
-    generate_sample(model, encode, decode, target)
+
+    model.eval()  # sample with training-only behaviour switched off
+    context = torch.tensor([encode(prompt) or [0]], dtype=torch.long, device=target)  # token 0 if no prompt
+    with autocast(target):
+        sample = decode(model.generate(context, max_new_tokens, temperature, top_k)[0].tolist())
+    print(sample)
+    if out_path:
+        write_atomically(out_path, sample.encode("utf-8"))
 
 
 # ---- the same in every script: command line, device, text, files ------------
 
 def parse_args(argv):
-    """Set the hyperparameters above from --name=value or --name value; check them; return the names given."""
+    """Set the hyperparameters above from --name=value or --name value; return the names given. A number out of
+    range (LOWEST, 2**31) or an output path that would replace a file stops the run here, with one line."""
     comments = dict(re.findall(r"^(\w+) = .*?  # (.*)$", Path(__file__).read_text(encoding="utf-8"), re.M))
     parser = argparse.ArgumentParser(prog=f"python {Path(__file__).name}", usage="%(prog)s [--name=value ...]",
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -418,16 +409,21 @@ def parse_args(argv):
         parser.add_argument(f"--{name}", type={bool: boolean}.get(kind, kind), metavar=kind.__name__,
                             help=f"{comments[name]} (default: {globals()[name]})".replace("%", "%%"))
     given = vars(parser.parse_args(argv))
-    if bad := [n for n, value in given.items() if isinstance(value, float) and not math.isfinite(value)]:
-        parser.error(f"argument --{bad[0]}: must be a finite number, got {given[bad[0]]}")
+    if bad := [n for n, value in given.items() if type(value) in (int, float)  # no NaN, inf, or int past 2**31
+               and not abs(value) < (2**31 if type(value) is int else math.inf)]:
+        parser.error(f"argument --{bad[0]}: must be finite, and an integer below 2**31 in size; got {given[bad[0]]}")
     globals().update(given)
-    check_hyperparameters()
-    taken = {file_id(p) for p in [data_path, *Path(__file__).parent.glob("*.py")]}  # read, never written
+    for name, low in LOWEST.items():
+        if globals()[name] < low:
+            sys.exit(f"error: --{name} must be at least {low}, got {globals()[name]}")
+    written = {file_id(data_path)}  # the text is read, never written
     for name in [n for n in HYPERPARAMETERS if n.endswith("_path") and n != "data_path" and globals()[n]]:
         path = globals()[name]
-        if file_id(path) in taken or os.path.isdir(path) or not os.access(Path(path).absolute().parent, os.W_OK):
-            sys.exit(f"error: --{name}={path}: a directory, in a missing or read-only folder, or a file to keep")
-        taken.add(file_id(path))
+        if os.path.exists(path) and name in given and name != "ckpt_path":  # a checkpoint's rules: open_checkpoint
+            sys.exit(f"error: --{name}={path} exists, and a run writes only new files: remove it or pass another")
+        if file_id(path) in written or os.path.isdir(path) or not os.access(Path(path).absolute().parent, os.W_OK):
+            sys.exit(f"error: --{name}={path}: the text, another output, a directory, or in a read-only folder")
+        written.add(file_id(path))
     return set(given)
 
 
@@ -444,20 +440,22 @@ def file_id(path):
 
 
 def pick_device(name):
-    """'auto' picks cuda, then mps, then cpu; any other name must be a device present here."""
-    present = ["cuda"] * torch.cuda.is_available() + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    """'auto' picks cuda:0, then mps, then cpu; any other name must be a device present here ('cuda' is cuda:0)."""
+    present = [f"cuda:{i}" for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0)]
     present += ["mps"] * torch.backends.mps.is_available() + ["cpu"]
-    name = present[0] if name == "auto" else name
-    if name not in present:
+    chosen = present[0] if name == "auto" else "cuda:0" if name == "cuda" else name  # indexed, as set_device needs
+    if chosen not in present:
         sys.exit(f"error: --device={name} is not here; use auto or one of {', '.join(present)}")
-    return torch.device(name)
+    return torch.device(chosen)
 
 
 def load_text(path):
     """The training text, or a one-line error."""
+    if not os.path.isfile(path):  # missing, a directory, or a FIFO or a device, which would be read forever
+        sys.exit(f"error: cannot read {path}: {'not a regular file' if os.path.exists(path) else 'no such file'}")
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:  # missing, a directory, unreadable, not UTF-8
+    except (OSError, UnicodeDecodeError) as error:  # unreadable, not UTF-8
         sys.exit(f"error: cannot read {path}: {getattr(error, 'strerror', None) or 'not UTF-8 text'}")
     if not text or "\0" in text:
         sys.exit(f"error: {path} is {'binary' if text else 'empty'}")
@@ -465,9 +463,12 @@ def load_text(path):
 
 
 def write_atomically(path, data):
-    """Write bytes into path + ".tmp", then rename it over path: a crash leaves the old file or the new."""
-    Path(path + ".tmp").write_bytes(data)
-    os.replace(path + ".tmp", path)
+    """Write bytes into a new file beside path, then rename it over path: a crash leaves the old file or the new.
+    Mode "x" makes the temporary file or fails: it can never replace another file."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "xb") as file:
+        file.write(data)
+    os.replace(temporary, path)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """v8's GPT on many processes: one run, whatever the number of GPUs (DistributedDataParallel).
 
-New in this file, after v8.py: under torchrun, one process per GPU (cuda:LOCAL_RANK) in one process group
-(NCCL; gloo on a CPU). Each takes its rows of the same global batch, in grad_accum_steps micro-batches, and
-DDP averages the gradients: any number of processes trains the one-process run. Process 0 prints, saves
-and samples; evaluation is shared out; all stop at the same step.
+New in this file, after v8.py: torchrun starts one process per GPU; all join one process group (NCCL; gloo
+on a CPU). Each draws the same global batch and takes its share of the rows, and DDP averages the gradients:
+any number of processes trains the one-process run. Process 0 prints, saves and samples; evaluation is
+shared out; a stop in any process stops all after the same step.
 
     python v9.py                                                 # one process, like v8
     torchrun --standalone --nproc_per_node=8 v9.py               # eight GPUs of one machine
@@ -11,7 +11,6 @@ and samples; evaluation is shared out; all stop at the same step.
 """
 
 import argparse
-import contextlib
 import datetime
 import gc
 import hashlib
@@ -51,28 +50,25 @@ data_path = str(Path(__file__).with_name("input.txt"))  # training text: any UTF
 seed = 1337  # random seed: the same seed gives the same run
 out_path = ""  # file the sample is also written to ('' = printed only; v5 keeps the series' output.txt)
 compile = True  # torch.compile the training step on CUDA (never on CPU or mps)
-ckpt_path = str(Path(__file__).with_name("ckpt.pt"))  # the training state, saved at every evaluation ('' = none)
+ckpt_path = str(Path(__file__).with_suffix(".pt"))  # the training state, saved at every evaluation ('' = none)
 resume = False  # continue the run saved at ckpt_path, up to max_iters steps in all
 sample_only = False  # load ckpt_path, sample, and exit without training
 prompt = ""  # text the sample continues ('' = start from token 0)
 temperature = 1.0  # divides the logits before sampling: below 1 safer, above 1 wilder
 top_k = 0  # sample from the top_k likeliest characters only (0 = from all)
-grad_accum_steps = 1  # micro-batches each process splits its share of a batch into, to save memory
 dist_timeout = 300  # seconds a process waits for the others before the run fails
 HYPERPARAMETERS = [name for name, value in globals().items()  # the names above: --name=value sets them
                    if not name.startswith("_") and isinstance(value, (bool, int, float, str))]
+# the smallest value of each number, checked by parse_args
+LOWEST = dict(batch_size=1, block_size=1, max_iters=0, eval_interval=1, max_new_tokens=0, seed=0,
+              n_embd=1, n_head=1, n_layer=1, warmup_iters=0, weight_decay=0, beta2=0, top_k=0, temperature=1e-3,
+              dist_timeout=1)
 
 
 def check_hyperparameters():
     """A value no run can use stops the run here, with one line."""
-    lowest = dict(batch_size=1, block_size=1, max_iters=0, eval_interval=1, warmup_iters=0, weight_decay=0,
-                  beta2=0, n_embd=1, n_head=1, n_layer=1, max_new_tokens=0, top_k=0, seed=0,
-                  grad_accum_steps=1, dist_timeout=1)
-    for name, low in lowest.items():
-        if globals()[name] < low:
-            sys.exit(f"error: --{name} must be at least {low}, got {globals()[name]}")
-    if learning_rate <= 0 or seed >= 2**64:
-        sys.exit(f"error: --learning_rate must be above 0 and --seed below 2**64, got {learning_rate} and {seed}")
+    if learning_rate <= 0:
+        sys.exit(f"error: --learning_rate must be above 0, got {learning_rate}")
     if n_embd % n_head:  # every head gets the same share of the embedding
         sys.exit(f"error: --n_embd={n_embd} must be a multiple of --n_head={n_head}")
     if not 0 <= min_lr <= learning_rate or beta2 >= 1 or grad_clip <= 0:
@@ -80,8 +76,8 @@ def check_hyperparameters():
                  f" got {min_lr}, {beta2} and {grad_clip}")
     if not 0 <= dropout < 1:
         sys.exit(f"error: --dropout must be at least 0 and below 1, got {dropout}")
-    if temperature <= 0:
-        sys.exit(f"error: --temperature must be above 0, got {temperature}")
+    if batch_size % WORLD_SIZE or sample_only and WORLD_SIZE > 1:  # an equal share each; one process samples
+        sys.exit(f"error: --batch_size={batch_size} won't split into {WORLD_SIZE} equal shares, or sampling not alone")
 
 
 # ---- data -----------------------------------------------------------------
@@ -230,58 +226,63 @@ class GPTLanguageModel(nn.Module):
 
 # ---- processes ------------------------------------------------------------
 
-RANK, WORLD_SIZE, CPU_GROUP = 0, 1, None  # this process's place in the run, set under torchrun by join_processes
+RANK = int(os.environ.get("RANK", 0))  # this process's place in the run: torchrun sets it; `python v9.py` is 0 of 1
+LOCAL_RANK = int(os.environ.get("LOCAL_RANK", 0))  # its place on this machine: the GPU it takes
+WORLD_SIZE = int(os.environ.get("WORLD_SIZE", 1))  # the processes of the run
 
 
-def join_processes(target):
-    """Under torchrun, join the run's process group; return the device this process trains on."""
-    global RANK, WORLD_SIZE, CPU_GROUP
-    if "RANK" not in os.environ:  # a plain `python v9.py`: one process, no group (torchrun sets RANK)
-        return target
-    target = pick_device(f"cuda:{os.environ['LOCAL_RANK']}") if target.type == "cuda" else target  # a GPU each
-    timeout = datetime.timedelta(seconds=dist_timeout)
-    dist.init_process_group("nccl" if target.type == "cuda" else "gloo", timeout=timeout)
-    RANK, WORLD_SIZE = dist.get_rank(), dist.get_world_size()
-    CPU_GROUP = dist.new_group(backend="gloo", timeout=timeout)  # to agree on a stop without waiting for the GPU
-    if RANK:
-        sys.stdout = open(os.devnull, "w")  # one voice: process 0 prints for the run
-    return target
-
-
-def stop_everywhere(stop):
-    """Whether any process was asked to stop; if so, stop holds its signal in every process."""
-    if WORLD_SIZE > 1:
-        flag = torch.tensor([stop[0] if stop else 0])
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=CPU_GROUP)
-        stop[:] = [int(flag)] if flag else []
-    return bool(stop)
+def stop_everywhere(stop, group):
+    """The signal that asked any process to stop (0 if none did), known to all."""
+    if WORLD_SIZE == 1:
+        return stop
+    flag = torch.tensor([stop])
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=group)
+    return int(flag)
 
 
 # ---- checkpoints ----------------------------------------------------------
 
 ARCHITECTURE = ["block_size", "n_embd", "n_head", "n_layer"]  # the shapes of the saved weights
-# what each command decides for itself; every other hyperparameter comes from the checkpoint unless given
+# what each command decides for itself; every other hyperparameter is saved with the run and read back
 PER_COMMAND = ["device", "compile", "ckpt_path", "resume", "sample_only", "prompt", "temperature", "top_k",
-               "max_new_tokens", "out_path", "grad_accum_steps", "dist_timeout"]
+               "max_new_tokens", "out_path", "dist_timeout"]
+CONTENTS = dict(script=str, step=int, model=dict, optimizer=dict, rng=dict, hyperparameters=dict, vocab=str,
+                text_sha256=str)  # what a checkpoint holds, and of which type
 
 
-def open_checkpoint(given):
-    """The run saved at ckpt_path for --resume or --sample_only, its hyperparameters restored where this
-    command does not give them; None for a fresh run, which may not replace a file at ckpt_path."""
+def save_checkpoint(step, model, optimizer, batch_generator, text_id):
+    """The whole training state as torch.save writes it, then the SHA-256 of those bytes, into ckpt_path."""
+    rng = {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if model.lm_head.weight.is_cuda else None,
+           "batches": batch_generator.get_state()}
+    settings = {name: globals()[name] for name in HYPERPARAMETERS if name not in PER_COMMAND}
+    saved = io.BytesIO()  # model is the bare module: its keys carry no "module." or "_orig_mod." prefix
+    torch.save({"script": Path(__file__).name, "step": step, "model": model.state_dict(), "rng": rng,
+                "optimizer": optimizer.state_dict(), "hyperparameters": settings, **text_id}, saved)
+    write_atomically(ckpt_path, saved.getvalue() + hashlib.sha256(saved.getvalue()).digest())
+
+
+def open_checkpoint(argv, given):
+    """The run saved at ckpt_path for --resume or --sample_only, its settings read back before this command's."""
     if not (resume or sample_only):
-        if ckpt_path and os.path.exists(ckpt_path):
+        if ckpt_path and os.path.exists(ckpt_path):  # a fresh run never replaces a checkpoint
             sys.exit(f"error: {ckpt_path} exists: go on with --resume=True, or pass another --ckpt_path")
         return None
+    saved = Path(ckpt_path).read_bytes() if os.path.isfile(ckpt_path) else b""
+    if hashlib.sha256(saved[:-32]).digest() != saved[-32:]:  # missing, truncated, altered, or no checkpoint
+        sys.exit(f"error: {ckpt_path}: no checkpoint, or one changed since it was saved")
     try:  # weights_only: tensors and plain containers only, so a file that would run code is refused
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        saved = state["hyperparameters"]
-    except Exception as error:  # missing, truncated, unsafe, or not a checkpoint of this series
-        sys.exit(f"error: {ckpt_path}: {'missing' if type(error) is FileNotFoundError else 'no loadable checkpoint'}")
-    for name in ARCHITECTURE:
-        if name in given and globals()[name] != saved[name]:
-            sys.exit(f"error: {ckpt_path} holds a model with --{name}={saved[name]}; leave --{name} out")
-    globals().update({n: v for n, v in saved.items() if n in HYPERPARAMETERS and n not in given | set(PER_COMMAND)})
-    check_hyperparameters()  # the saved values with this command's
+        state = torch.load(io.BytesIO(saved[:-32]), map_location="cpu", weights_only=True)
+    except Exception:
+        sys.exit(f"error: {ckpt_path}: holds objects that loading would have to run as code")
+    owner = state.get("script") if isinstance(state, dict) else None
+    if owner != Path(__file__).name:
+        sys.exit(f"error: {ckpt_path}: a checkpoint of {owner or 'another program'}, not of {Path(__file__).name}")
+    if wrong := [key for key, kind in CONTENTS.items() if not isinstance(state.get(key), kind)]:
+        sys.exit(f"error: {ckpt_path}: a checkpoint of {owner} without a valid {wrong[0]!r}")
+    values = state["hyperparameters"]
+    if clash := [name for name in ARCHITECTURE if name in given and globals()[name] != values.get(name)]:
+        sys.exit(f"error: {ckpt_path} holds a model with --{clash[0]}={values.get(clash[0])}; leave --{clash[0]} out")
+    parse_args([f"--{name}={value}" for name, value in values.items()] + argv)  # this command's values win
     print(f"{ckpt_path}: saved at step {state['step']}")
     return state
 
@@ -331,9 +332,7 @@ def lr_at(step):
 
 
 def train(model, train_data, val_data, text_id=None, state=None):
-    """max_iters AdamW steps on random batches, with the losses every eval_interval steps and at the end,
-    each time saving the training state to ckpt_path; a saved state, if given, goes on where it stopped.
-    Returns the signal (Ctrl-C, SIGTERM) that stopped the run early, or 0."""
+    """max_iters AdamW steps on random batches, with the losses every eval_interval steps and at the end."""
     on_cuda = train_data.device.type == "cuda"
     optimizer = configure_optimizer(model)
     val_windows = eval_windows(val_data)
@@ -341,89 +340,66 @@ def train(model, train_data, val_data, text_id=None, state=None):
     train_windows = eval_windows(train_data, every=max(1, len(train_data) // len(val_data)))
     step_model = DDP(model, device_ids=[train_data.device.index] if on_cuda else None) if WORLD_SIZE > 1 else model
     step_model = torch.compile(step_model) if compile and on_cuda else step_model  # evaluation runs eagerly
-    batches = torch.Generator(train_data.device).manual_seed(seed)  # the same global batches everywhere
+    batch_generator = torch.Generator(train_data.device).manual_seed(seed)  # the same global batches everywhere
     mine = slice(RANK * batch_size // WORLD_SIZE, (RANK + 1) * batch_size // WORLD_SIZE)  # this process's rows
-    start_step = state["step"] if state else 0
-    if state:  # the saved run goes on as if it never stopped: its optimizer moments, its random numbers
-        # the saved moments, under this command's settings (decay, betas, fused: the device may differ)
+    cpu_group = dist.new_group(backend="gloo") if WORLD_SIZE > 1 else None  # to agree on a stop, GPUs aside
+    if state:  # the saved run goes on as if it never stopped: its moments (this command's settings), its randomness
         optimizer.load_state_dict({**state["optimizer"], "param_groups": optimizer.state_dict()["param_groups"]})
-        if len(state["rng"].get("batches", [])) == len(batches.get_state()):  # none in v8's; or another device's
-            batches.set_state(state["rng"]["batches"])
+        if len(state["rng"]["batches"]) == len(batch_generator.get_state()):  # not if saved on another device
+            batch_generator.set_state(state["rng"]["batches"])
         if RANK == 0:  # process 0's dropout masks go on as saved; the others draw afresh
             torch.set_rng_state(state["rng"]["cpu"])
             if on_cuda and state["rng"]["cuda"] is not None:
                 torch.cuda.set_rng_state(state["rng"]["cuda"])
+    stop = 0  # the signal that asked to stop: the loop ends its step, evaluates, saves and returns it
+    usual = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}  # restored at the end
 
-    def save(step):
-        if ckpt_path and RANK == 0:  # model is the bare module: its keys carry no "module." or "_orig_mod."
-            rng = {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if on_cuda else None,
-                   "batches": batches.get_state()}
-            checkpoint = io.BytesIO()
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "rng": rng,
-                        "hyperparameters": {n: globals()[n] for n in HYPERPARAMETERS}, **(text_id or {})}, checkpoint)
-            write_atomically(ckpt_path, checkpoint.getvalue())
-
-    stop = []  # the signal that asked for a stop: the loop finishes its step, saves and returns
-
-    def note_stop(signum, frame):
-        stop.append(signum)
-        signal.signal(signum, previous[signum])  # a second one acts at once, as usual
+    def ask_to_stop(signum, frame):
+        nonlocal stop
+        stop = signum
+        signal.signal(signum, usual[signum])  # a second one acts at once, as usual
         print("stopping after this step, to save; Ctrl-C again stops at once", flush=True)
 
-    previous = {s: signal.signal(s, note_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    for step in range(start_step, max_iters + 1):
-        if step % eval_interval == 0 or step == max_iters:
+    for s in usual:
+        signal.signal(s, ask_to_stop)
+    for step in range(state["step"] if state else 0, max_iters + 1):
+        stopping = stop_everywhere(stop, cpu_group)  # agreed here, so that all processes stop after this step
+        if stopping or step % eval_interval == 0 or step == max_iters:
             losses = estimate_loss(model, {"train": train_windows, "val": val_windows})
             print(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
                   f" ({losses['val'] / math.log(2):.3f} bits/char)", flush=True)
             if not math.isfinite(losses["train"] + losses["val"]):  # NaN or inf: training will not recover
                 sys.exit(f"error: the loss is not finite at step {step}; try a smaller --learning_rate")
-            save(step)
+            if ckpt_path and RANK == 0:
+                save_checkpoint(step, model, optimizer, batch_generator, text_id)
+            if stopping:
+                break
         if step < max_iters:
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)
-            xb, yb = get_batch(train_data, batches)  # the global batch: (batch_size, T) each
-            micro_batches = list(zip(xb[mine].chunk(grad_accum_steps), yb[mine].chunk(grad_accum_steps)))
+            x, y = get_batch(train_data, batch_generator)  # the global batch: (batch_size, T) each
+            with autocast(train_data.device):
+                _, loss = step_model(x[mine], y[mine])  # this process's rows
             optimizer.zero_grad(set_to_none=True)
-            for i, (x, y) in enumerate(micro_batches, start=1):
-                # DDP averages the gradients over the processes during backward: on the last micro-batch only
-                with step_model.no_sync() if i < grad_accum_steps and WORLD_SIZE > 1 else contextlib.nullcontext():
-                    with autocast(x.device):
-                        _, loss = step_model(x, y)
-                    (loss / grad_accum_steps).backward()  # the mean over the micro-batches
+            loss.backward()  # DDP averages the gradients over the processes as they are computed
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
-            if stop_everywhere(stop):  # keep this step's work, unless it broke the model, then stop
-                if WORLD_SIZE > 1:
-                    dist.all_reduce(loss)  # a loss that is not finite anywhere stops every process
-                if not math.isfinite(loss.item()):
-                    sys.exit(f"error: the loss is not finite at step {step + 1}; {ckpt_path} is kept as it was")
-                save(step + 1)
-                print(f"stopped after step {step + 1}")
-                break
-    for s, handler in previous.items():  # signals act as usual again
+    for s, handler in usual.items():  # signals act as usual again
         signal.signal(s, handler)
-    return stop[0] if stop_everywhere(stop) else 0  # a stop asked for in the last evaluation, too
-
-
-def generate_sample(model, encode, decode, target):
-    """Continue the prompt by max_new_tokens characters; print them, and keep them in out_path if given."""
-    model.eval()  # sample with training-only behaviour switched off
-    context = torch.tensor([encode(prompt) or [0]], dtype=torch.long, device=target)  # token 0 if no prompt
-    with autocast(target):
-        sample = decode(model.generate(context, max_new_tokens, temperature, top_k)[0].tolist())
-    print(sample)
-    if out_path:
-        write_atomically(out_path, sample.encode("utf-8"))
+    return stop_everywhere(stop, cpu_group)  # the signal that ended the run early (in any process), or 0
 
 
 def main(argv):
-    given = parse_args(argv)  # --name=value for the hyperparameters above, then check_hyperparameters()
-    state = open_checkpoint(given)  # None for a fresh run
-    target = join_processes(pick_device(device))  # under torchrun: this process's GPU, in the run's group
-    if batch_size % (WORLD_SIZE * grad_accum_steps):  # every process and micro-batch takes an equal share
-        sys.exit(f"error: --batch_size={batch_size} won't split into {WORLD_SIZE} x {grad_accum_steps} micro-batches")
-    torch.manual_seed((seed + RANK) % 2**64)  # each process its own dropout masks; batches have their own generator
+    given = parse_args(argv)  # --name=value for the hyperparameters above
+    state = open_checkpoint(argv, given)  # None for a fresh run
+    check_hyperparameters()  # this command's values, with the saved run's
+    target = pick_device(device)
+    if WORLD_SIZE > 1:  # one of torchrun's processes: its own GPU, in the run's process group
+        target = pick_device(f"cuda:{LOCAL_RANK}") if target.type == "cuda" else target
+        timeout = datetime.timedelta(seconds=dist_timeout)
+        dist.init_process_group("nccl" if target.type == "cuda" else "gloo", timeout=timeout)
+        sys.stdout = open(os.devnull, "w") if RANK else sys.stdout  # one voice: process 0 prints for the run
+    torch.manual_seed(seed + RANK)  # each process its own dropout masks; batches have their own generator
     if target.type == "cuda":
         torch.cuda.set_device(target)  # the GPU that compiled kernels are built and cached for
         torch.set_float32_matmul_precision("high")  # TF32 tensor cores for the matmuls left in float32
@@ -435,41 +411,47 @@ def main(argv):
     if set(prompt) - set(text):
         sys.exit(f"error: --prompt has characters the model never saw: {''.join(sorted(set(prompt) - set(text)))}")
 
-    model = GPTLanguageModel(vocab_size)
+    model = GPTLanguageModel(vocab_size).to(target)
     if state:
         try:
             model.load_state_dict(state["model"])
-        except (RuntimeError, KeyError):  # keys or shapes that are not this model's
+        except RuntimeError:  # keys or shapes that are not this model's
             sys.exit(f"error: {ckpt_path} holds the weights of another model than its hyperparameters describe")
-    model.to(target)
-    if sample_only:
-        return generate_sample(model, encode, decode, target)
-    train_data, val_data = split_data(torch.tensor(encode(text), dtype=torch.long, device=target))
-    print(f"{sum(p.numel() for p in model.parameters()):,} parameters, training on {target}")
     operations = 6 * sum(p.numel() for p in model.parameters()) * batch_size * block_size * max_iters
-    if device == "auto" and target.type == "cpu" and operations > 2e11 * 3600:  # an hour of a fast CPU
+    if device == "auto" and target.type == "cpu" and operations > 2e11 * 3600 and not sample_only:  # a CPU's hour
         sys.exit("error: no GPU, and these sizes take hours on a CPU; see --help for a CPU-sized run, or --device=cpu")
-    signum = train(model, train_data, val_data, text_id, state)
-    if dist.is_initialized():  # all together, leave the group: sampling needs no other process
-        dist.barrier(group=CPU_GROUP)  # no process tears its end down while another still talks
-        gc.collect()  # the DDP module of train(), which holds the group, goes first
-        dist.destroy_process_group()
-    if signum:  # the same command, with --resume=True, goes on from the checkpoint
-        launcher = ["torchrun", f"--nproc_per_node={WORLD_SIZE}"] if WORLD_SIZE > 1 else ["python"]
-        command = launcher + [Path(__file__).name, *[a for a in argv if not a.startswith("--resume")], "--resume=True"]
-        print(f"continue with: {shlex.join(command)}" if ckpt_path else "nothing was saved")
-        sys.exit(128 + signum)
+    if not sample_only:
+        train_data, val_data = split_data(torch.tensor(encode(text), dtype=torch.long, device=target))
+        print(f"{sum(p.numel() for p in model.parameters()):,} parameters, training on {target}")
+        signum = train(model, train_data, val_data, text_id, state)
+        if dist.is_initialized():  # all together, leave the group: sampling needs no other process
+            dist.barrier()  # no process tears its end down while another still talks
+            gc.collect()  # the DDP module of train(), which holds the group, goes first
+            dist.destroy_process_group()
+        if signum:  # the same command, resumed, goes on
+            launcher = ["torchrun", f"--nproc_per_node={WORLD_SIZE}"] if WORLD_SIZE > 1 else ["python"]
+            command = launcher + [Path(__file__).name, *[a for a in argv if not a.startswith("--resume")]]
+            print(f"continue with: {shlex.join(command + ['--resume=True'])}" if ckpt_path else "nothing was saved")
+            sys.exit(128 + signum)
     if RANK:
         return  # process 0 samples for the run
     if target.type == "cuda":
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated(target) / 2**20:,.0f} MiB")
-    generate_sample(model, encode, decode, target)
+
+    model.eval()  # sample with training-only behaviour switched off
+    context = torch.tensor([encode(prompt) or [0]], dtype=torch.long, device=target)  # token 0 if no prompt
+    with autocast(target):
+        sample = decode(model.generate(context, max_new_tokens, temperature, top_k)[0].tolist())
+    print(sample)
+    if out_path:
+        write_atomically(out_path, sample.encode("utf-8"))
 
 
 # ---- the same in every script: command line, device, text, files ------------
 
 def parse_args(argv):
-    """Set the hyperparameters above from --name=value or --name value; check them; return the names given."""
+    """Set the hyperparameters above from --name=value or --name value; return the names given. A number out of
+    range (LOWEST, 2**31) or an output path that would replace a file stops the run here, with one line."""
     comments = dict(re.findall(r"^(\w+) = .*?  # (.*)$", Path(__file__).read_text(encoding="utf-8"), re.M))
     parser = argparse.ArgumentParser(prog=f"python {Path(__file__).name}", usage="%(prog)s [--name=value ...]",
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -478,16 +460,21 @@ def parse_args(argv):
         parser.add_argument(f"--{name}", type={bool: boolean}.get(kind, kind), metavar=kind.__name__,
                             help=f"{comments[name]} (default: {globals()[name]})".replace("%", "%%"))
     given = vars(parser.parse_args(argv))
-    if bad := [n for n, value in given.items() if isinstance(value, float) and not math.isfinite(value)]:
-        parser.error(f"argument --{bad[0]}: must be a finite number, got {given[bad[0]]}")
+    if bad := [n for n, value in given.items() if type(value) in (int, float)  # no NaN, inf, or int past 2**31
+               and not abs(value) < (2**31 if type(value) is int else math.inf)]:
+        parser.error(f"argument --{bad[0]}: must be finite, and an integer below 2**31 in size; got {given[bad[0]]}")
     globals().update(given)
-    check_hyperparameters()
-    taken = {file_id(p) for p in [data_path, *Path(__file__).parent.glob("*.py")]}  # read, never written
+    for name, low in LOWEST.items():
+        if globals()[name] < low:
+            sys.exit(f"error: --{name} must be at least {low}, got {globals()[name]}")
+    written = {file_id(data_path)}  # the text is read, never written
     for name in [n for n in HYPERPARAMETERS if n.endswith("_path") and n != "data_path" and globals()[n]]:
         path = globals()[name]
-        if file_id(path) in taken or os.path.isdir(path) or not os.access(Path(path).absolute().parent, os.W_OK):
-            sys.exit(f"error: --{name}={path}: a directory, in a missing or read-only folder, or a file to keep")
-        taken.add(file_id(path))
+        if os.path.exists(path) and name in given and name != "ckpt_path":  # a checkpoint's rules: open_checkpoint
+            sys.exit(f"error: --{name}={path} exists, and a run writes only new files: remove it or pass another")
+        if file_id(path) in written or os.path.isdir(path) or not os.access(Path(path).absolute().parent, os.W_OK):
+            sys.exit(f"error: --{name}={path}: the text, another output, a directory, or in a read-only folder")
+        written.add(file_id(path))
     return set(given)
 
 
@@ -504,20 +491,22 @@ def file_id(path):
 
 
 def pick_device(name):
-    """'auto' picks cuda, then mps, then cpu; any other name must be a device present here."""
-    present = ["cuda"] * torch.cuda.is_available() + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    """'auto' picks cuda:0, then mps, then cpu; any other name must be a device present here ('cuda' is cuda:0)."""
+    present = [f"cuda:{i}" for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0)]
     present += ["mps"] * torch.backends.mps.is_available() + ["cpu"]
-    name = present[0] if name == "auto" else name
-    if name not in present:
+    chosen = present[0] if name == "auto" else "cuda:0" if name == "cuda" else name  # indexed, as set_device needs
+    if chosen not in present:
         sys.exit(f"error: --device={name} is not here; use auto or one of {', '.join(present)}")
-    return torch.device(name)
+    return torch.device(chosen)
 
 
 def load_text(path):
     """The training text, or a one-line error."""
+    if not os.path.isfile(path):  # missing, a directory, or a FIFO or a device, which would be read forever
+        sys.exit(f"error: cannot read {path}: {'not a regular file' if os.path.exists(path) else 'no such file'}")
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:  # missing, a directory, unreadable, not UTF-8
+    except (OSError, UnicodeDecodeError) as error:  # unreadable, not UTF-8
         sys.exit(f"error: cannot read {path}: {getattr(error, 'strerror', None) or 'not UTF-8 text'}")
     if not text or "\0" in text:
         sys.exit(f"error: {path} is {'binary' if text else 'empty'}")
@@ -525,9 +514,12 @@ def load_text(path):
 
 
 def write_atomically(path, data):
-    """Write bytes into path + ".tmp", then rename it over path: a crash leaves the old file or the new."""
-    Path(path + ".tmp").write_bytes(data)
-    os.replace(path + ".tmp", path)
+    """Write bytes into a new file beside path, then rename it over path: a crash leaves the old file or the new.
+    Mode "x" makes the temporary file or fails: it can never replace another file."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "xb") as file:
+        file.write(data)
+    os.replace(temporary, path)
 
 
 if __name__ == "__main__":

@@ -48,18 +48,15 @@ out_path = ""  # file the sampled names are also written to ('' = printed only)
 plot_path = ""  # .png, .svg or .pdf file for the histogram of each tanh layer's activations ('' = none)
 HYPERPARAMETERS = [name for name, value in globals().items()  # the names above: --name=value sets them
                    if not name.startswith("_") and isinstance(value, (bool, int, float, str))]
+# the smallest value of each number, checked by parse_args
+LOWEST = dict(batch_size=2, block_size=2, n_embd=1, n_hidden=1, max_iters=0, eval_interval=1, eval_iters=1,
+              num_samples=0, seed=0, min_lr=0)
 
 
 def check_hyperparameters():
     """A value no run can use stops the run here, with one line."""
-    lowest = dict(batch_size=2, block_size=2, n_embd=1, n_hidden=1, max_iters=0, eval_interval=1, eval_iters=1,
-                  num_samples=0, seed=0, min_lr=0)
-    for name, low in lowest.items():
-        if globals()[name] < low:
-            sys.exit(f"error: --{name} must be at least {low}, got {globals()[name]}")
-    if learning_rate <= 0 or min_lr > learning_rate or seed >= 2**64:
-        sys.exit(f"error: need --learning_rate > 0, --min_lr <= --learning_rate and --seed < 2**64;"
-                 f" got {learning_rate}, {min_lr} and {seed}")
+    if learning_rate <= 0 or min_lr > learning_rate:
+        sys.exit(f"error: need --learning_rate > 0 and --min_lr <= --learning_rate; got {learning_rate} and {min_lr}")
     if block_size & (block_size - 1):
         sys.exit(f"error: --block_size must be a power of 2 (each level fuses two positions), got {block_size}")
     if plot_path and Path(plot_path).suffix.lower() not in (".png", ".svg", ".pdf"):
@@ -288,7 +285,8 @@ def sample_names(model, itos, target):
 
 
 def main(argv):
-    parse_args(argv)  # --name=value for the hyperparameters above, then check_hyperparameters()
+    parse_args(argv)  # --name=value for the hyperparameters above
+    check_hyperparameters()
     target = pick_device(device)
     words = read_words(load_text(data_path))
     stoi, itos = build_tokenizer(words)
@@ -320,7 +318,8 @@ def main(argv):
 # ---- the same in every script: command line, device, text, files ------------
 
 def parse_args(argv):
-    """Set the hyperparameters above from --name=value or --name value; check them; return the names given."""
+    """Set the hyperparameters above from --name=value or --name value; return the names given. A number out of
+    range (LOWEST, 2**31) or an output path that would replace a file stops the run here, with one line."""
     comments = dict(re.findall(r"^(\w+) = .*?  # (.*)$", Path(__file__).read_text(encoding="utf-8"), re.M))
     parser = argparse.ArgumentParser(prog=f"python {Path(__file__).name}", usage="%(prog)s [--name=value ...]",
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -329,16 +328,21 @@ def parse_args(argv):
         parser.add_argument(f"--{name}", type={bool: boolean}.get(kind, kind), metavar=kind.__name__,
                             help=f"{comments[name]} (default: {globals()[name]})".replace("%", "%%"))
     given = vars(parser.parse_args(argv))
-    if bad := [n for n, value in given.items() if isinstance(value, float) and not math.isfinite(value)]:
-        parser.error(f"argument --{bad[0]}: must be a finite number, got {given[bad[0]]}")
+    if bad := [n for n, value in given.items() if type(value) in (int, float)  # no NaN, inf, or int past 2**31
+               and not abs(value) < (2**31 if type(value) is int else math.inf)]:
+        parser.error(f"argument --{bad[0]}: must be finite, and an integer below 2**31 in size; got {given[bad[0]]}")
     globals().update(given)
-    check_hyperparameters()
-    taken = {file_id(p) for p in [data_path, *Path(__file__).parent.glob("*.py")]}  # read, never written
+    for name, low in LOWEST.items():
+        if globals()[name] < low:
+            sys.exit(f"error: --{name} must be at least {low}, got {globals()[name]}")
+    written = {file_id(data_path)}  # the text is read, never written
     for name in [n for n in HYPERPARAMETERS if n.endswith("_path") and n != "data_path" and globals()[n]]:
         path = globals()[name]
-        if file_id(path) in taken or os.path.isdir(path) or not os.access(Path(path).absolute().parent, os.W_OK):
-            sys.exit(f"error: --{name}={path}: a directory, in a missing or read-only folder, or a file to keep")
-        taken.add(file_id(path))
+        if os.path.exists(path) and name in given and name != "ckpt_path":  # a checkpoint's rules: open_checkpoint
+            sys.exit(f"error: --{name}={path} exists, and a run writes only new files: remove it or pass another")
+        if file_id(path) in written or os.path.isdir(path) or not os.access(Path(path).absolute().parent, os.W_OK):
+            sys.exit(f"error: --{name}={path}: the text, another output, a directory, or in a read-only folder")
+        written.add(file_id(path))
     return set(given)
 
 
@@ -355,20 +359,22 @@ def file_id(path):
 
 
 def pick_device(name):
-    """'auto' picks cuda, then mps, then cpu; any other name must be a device present here."""
-    present = ["cuda"] * torch.cuda.is_available() + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    """'auto' picks cuda:0, then mps, then cpu; any other name must be a device present here ('cuda' is cuda:0)."""
+    present = [f"cuda:{i}" for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0)]
     present += ["mps"] * torch.backends.mps.is_available() + ["cpu"]
-    name = present[0] if name == "auto" else name
-    if name not in present:
+    chosen = present[0] if name == "auto" else "cuda:0" if name == "cuda" else name  # indexed, as set_device needs
+    if chosen not in present:
         sys.exit(f"error: --device={name} is not here; use auto or one of {', '.join(present)}")
-    return torch.device(name)
+    return torch.device(chosen)
 
 
 def load_text(path):
     """The training text, or a one-line error."""
+    if not os.path.isfile(path):  # missing, a directory, or a FIFO or a device, which would be read forever
+        sys.exit(f"error: cannot read {path}: {'not a regular file' if os.path.exists(path) else 'no such file'}")
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:  # missing, a directory, unreadable, not UTF-8
+    except (OSError, UnicodeDecodeError) as error:  # unreadable, not UTF-8
         sys.exit(f"error: cannot read {path}: {getattr(error, 'strerror', None) or 'not UTF-8 text'}")
     if not text or "\0" in text:
         sys.exit(f"error: {path} is {'binary' if text else 'empty'}")
@@ -376,9 +382,12 @@ def load_text(path):
 
 
 def write_atomically(path, data):
-    """Write bytes into path + ".tmp", then rename it over path: a crash leaves the old file or the new."""
-    Path(path + ".tmp").write_bytes(data)
-    os.replace(path + ".tmp", path)
+    """Write bytes into a new file beside path, then rename it over path: a crash leaves the old file or the new.
+    Mode "x" makes the temporary file or fails: it can never replace another file."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "xb") as file:
+        file.write(data)
+    os.replace(temporary, path)
 
 
 if __name__ == "__main__":

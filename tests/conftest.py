@@ -1,6 +1,7 @@
 """Shared helpers: load a script as a fresh module, shrink it to a CPU-sized model, run it."""
 
 import contextlib
+import faulthandler
 import importlib.util
 import io
 import os
@@ -38,6 +39,15 @@ TINY = {
     "max_new_tokens": 20,
     "ckpt_path": "",  # v8 on: no checkpoint unless a test asks for one, and never one in the repository
 }
+
+
+@pytest.fixture(autouse=True)
+def no_test_waits_forever():
+    """A test still running after two minutes ends the whole session with every thread's traceback: a hang
+    fails the suite instead of holding it (pytest's own tools, nothing to install)."""
+    faulthandler.dump_traceback_later(120, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
 
 
 def load_script(name):

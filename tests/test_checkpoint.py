@@ -1,5 +1,7 @@
 """v8: checkpoints, exact resume, a safe stop, and sampling later."""
 
+import hashlib
+import io
 import pickle
 import shlex
 import shutil
@@ -46,16 +48,34 @@ def sample_args(path, *extra):
     return [f"--ckpt_path={path}", "--sample_only=True", "--device=cpu", "--max_new_tokens=30", *extra]
 
 
+def write_checkpoint(path, state):
+    """A file as the scripts save one: torch.save's bytes, then their SHA-256."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    path.write_bytes(buffer.getvalue() + hashlib.sha256(buffer.getvalue()).digest())
+
+
 # ---- saving and resuming ----------------------------------------------------
 
 def test_a_run_saves_its_whole_training_state(saved_run, small_text):
     state = torch.load(saved_run[0], weights_only=True)
-    assert set(state) == {"model", "optimizer", "step", "rng", "hyperparameters", "vocab", "text_sha256"}
-    assert state["step"] == 8
+    assert set(state) == {"script", "model", "optimizer", "step", "rng", "hyperparameters", "vocab", "text_sha256"}
+    assert state["script"] == "v8.py" and state["step"] == 8
     assert state["hyperparameters"]["n_embd"] == 16 and state["hyperparameters"]["max_iters"] == 8
     assert state["vocab"] == "".join(sorted(set(small_text.read_text(encoding="utf-8"))))
     assert len(state["text_sha256"]) == 64
     assert state["rng"]["cpu"].dtype == torch.uint8 and state["optimizer"]["state"]
+    assert "device" not in state["hyperparameters"] and "out_path" not in state["hyperparameters"]  # per command
+
+
+def test_the_file_ends_with_the_sha256_of_what_torch_saved(saved_run):
+    saved = saved_run[0].read_bytes()
+    assert hashlib.sha256(saved[:-32]).digest() == saved[-32:]
+
+
+def test_by_default_each_script_keeps_its_own_checkpoint_beside_it():
+    assert [load_script(name).ckpt_path for name in ("v8", "v9", "v10")] == [str(ROOT / f"{name}.pt")
+                                                                           for name in ("v8", "v9", "v10")]
 
 
 def test_saving_leaves_no_temporary_file(saved_run, finished_run):
@@ -90,13 +110,14 @@ def test_a_run_stopped_and_resumed_prints_the_step_lines_of_an_unstopped_run(fin
     code, first, err = run(first_args, monkeypatch, stop_after=5)
     assert code == 130 and err == ""
     lines = first.splitlines()
-    assert lines[-3:-1] == ["stopping after this step, to save; Ctrl-C again stops at once", "stopped after step 5"]
+    assert lines[-3] == "stopping after this step, to save; Ctrl-C again stops at once"
+    assert lines[-2].startswith("step 5: train loss ")  # the stop evaluates the step it saves
     command = shlex.join(["python", "v8.py", *first_args, "--resume=True"])
     assert lines[-1] == f"continue with: {command}"  # every option of the first run, the sample's path too
     code, second, err = run(shlex.split(command)[2:])  # as printed
     assert code == 0, err
     whole = step_lines(finished_run[1])
-    assert step_lines(first) == whole[:3]  # steps 0, 2, 4
+    assert step_lines(first)[:-1] == whole[:3]  # steps 0, 2, 4, then the stop's step 5
     assert step_lines(second) == whole[3:]  # steps 6 and 8, exactly
     assert (tmp_path / "sample.txt").read_text(encoding="utf-8") in second
 
@@ -143,13 +164,13 @@ def test_the_checks_hold_for_the_saved_values_and_the_given_ones_together(saved_
 def test_sigterm_from_outside_saves_and_exits_143(tmp_path, small_text):
     with Started([sys.executable, "-u", str(ROOT / f"{NAME}.py"),
                   *args(tmp_path, small_text, max_iters=10**5, eval_interval=10**5)], cwd=tmp_path) as started:
-        assert started.line().endswith("training on cpu\n")
-        assert started.line().startswith("step 0:")
+        first = [started.line(), started.line()]
+        assert first[0].endswith("training on cpu\n") and first[1].startswith("step 0:")
         started.process.send_signal(signal.SIGTERM)
         code, rest, stderr = started.wait()
     assert code == 143 and stderr == ""
     state = torch.load(tmp_path / "ckpt.pt", weights_only=True)
-    assert f"stopped after step {state['step']}\n" in rest and state["step"] > 0
+    assert step_lines("".join(first) + rest)[-1].startswith(f"step {state['step']}: train loss")  # saved as it ended
 
 
 def test_a_second_signal_stops_at_once(tmp_path, small_text, monkeypatch):
@@ -256,19 +277,26 @@ def test_a_file_that_would_run_code_is_refused_and_its_code_never_runs(tmp_path)
             return (marker.touch, ())
 
     path = tmp_path / "ckpt.pt"
-    with open(path, "wb") as file:
-        pickle.dump({"model": Payload()}, file)
+    payload = pickle.dumps({"model": Payload()})  # with its SHA-256 after it, as a checkpoint ends
+    path.write_bytes(payload + hashlib.sha256(payload).digest())
     code, _, err = run(sample_args(path))
-    assert code == 1 and err == f"error: {path}: no loadable checkpoint\n"
+    assert code == 1 and err == f"error: {path}: holds objects that loading would have to run as code\n"
     assert not marker.exists()
 
 
+NO_CHECKPOINT = "no checkpoint, or one changed since it was saved"
 BROKEN = {
-    "missing": (None, ": missing"),
-    "empty": (b"", "no loadable checkpoint"),
-    "text": (b"just some words", "no loadable checkpoint"),
-    "truncated": ("half", "no loadable checkpoint"),
-    "another kind of file": ({"weights": torch.zeros(2)}, "no loadable checkpoint"),
+    "missing": (None, NO_CHECKPOINT),
+    "empty": (b"", NO_CHECKPOINT),
+    "text": (b"just some words", NO_CHECKPOINT),
+    "truncated": ("half", NO_CHECKPOINT),
+    "16 bytes altered": ("altered", NO_CHECKPOINT),
+    "saved without its SHA-256": ("plain torch.save", NO_CHECKPOINT),
+    "another kind of file": ({"weights": torch.zeros(2)}, "a checkpoint of another program, not of v8.py"),
+    "not a dict": ([1, 2, 3], "a checkpoint of another program, not of v8.py"),
+    "another script's": ("v10.py", "a checkpoint of v10.py, not of v8.py"),
+    "a key missing": ("no step", "a checkpoint of v8.py without a valid 'step'"),
+    "a key of the wrong type": ("text step", "a checkpoint of v8.py without a valid 'step'"),
     "weights of another model": ("other weights", "holds the weights of another model"),
 }
 
@@ -278,13 +306,20 @@ BROKEN = {
 def test_a_broken_or_missing_checkpoint_is_a_one_line_error(case, mode, saved_run, tmp_path, small_text):
     content, message = BROKEN[case]
     path = tmp_path / "broken.pt"
+    saved, state = saved_run[0].read_bytes(), torch.load(saved_run[0], weights_only=True)
     if content == "half":
-        path.write_bytes(saved_run[0].read_bytes()[:5000])
-    elif content == "other weights":
-        state = torch.load(saved_run[0], weights_only=True)
-        torch.save({**state, "model": {"lm_head.weight": torch.zeros(3, 3)}}, path)
-    elif isinstance(content, dict):
-        torch.save(content, path)
+        path.write_bytes(saved[:5000])
+    elif content == "altered":
+        path.write_bytes(saved[:3000] + bytes(16) + saved[3016:])
+    elif content == "plain torch.save":
+        torch.save(state, path)
+    elif isinstance(content, (dict, list)):
+        write_checkpoint(path, content)
+    elif content is not None and not isinstance(content, bytes):
+        changes = {"other weights": {"model": {"lm_head.weight": torch.zeros(3, 3)}}, "v10.py": {"script": "v10.py"},
+                   "text step": {"step": "8"}}.get(content, {})
+        write_checkpoint(path, {key: value for key, value in {**state, **changes}.items() if content != "no step"
+                                or key != "step"})
     elif content is not None:
         path.write_bytes(content)
     code, _, err = run([f"--ckpt_path={path}", mode, f"--data_path={small_text}", "--device=cpu"])
@@ -313,7 +348,7 @@ def test_prompt_characters_outside_the_vocabulary_are_named(saved_run):
     assert code == 1 and err == "error: --prompt has characters the model never saw: ~€\n"
 
 
-@pytest.mark.parametrize("arg, message", [("--temperature=0", "--temperature must be above 0"),
+@pytest.mark.parametrize("arg, message", [("--temperature=0", "--temperature must be at least 0.001"),
                                           ("--top_k=-1", "--top_k must be at least 0")])
 def test_sampling_settings_out_of_range_are_refused(arg, message, saved_run):
     code, _, err = run(sample_args(saved_run[0], arg))

@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from conftest import GPT_SCRIPTS, ROOT, SCRIPTS, SERIES, Started, load_script, run_main, run_script, tiny_args
 
@@ -78,7 +79,7 @@ def test_help_lists_every_hyperparameter_with_its_comment_and_default(name, caps
     assert module.__doc__.splitlines()[0] in out
     for hyperparameter in module.HYPERPARAMETERS:
         assert f"--{hyperparameter} {type(getattr(module, hyperparameter)).__name__}" in out
-    assert "independent sequences processed in parallel (default: " in out
+    assert "independent sequences processed in parallel" in out
 
 
 @pytest.mark.parametrize("name", SERIES)
@@ -111,8 +112,10 @@ BAD_ARGS = {
     "no value": (["--max_iters"], "argument --max_iters: expected one argument"),
     "wrong type": (["--max_iters=1.5"], "argument --max_iters: invalid int value: '1.5'"),
     "not a boolean": (["--compile=no"], "argument --compile: invalid boolean value: 'no'"),
-    "learning rate nan": (["--learning_rate=nan"], "argument --learning_rate: must be a finite number, got nan"),
-    "learning rate inf": (["--learning_rate=inf"], "argument --learning_rate: must be a finite number, got inf"),
+    "learning rate nan": (["--learning_rate=nan"], "argument --learning_rate: must be finite"),
+    "learning rate inf": (["--learning_rate=inf"], "argument --learning_rate: must be finite"),
+    "a size past 2**31": (["--n_embd=100000000000000000000"], "argument --n_embd: must be finite, and an integer"),
+    "a negative size past 2**31": ([f"--max_iters={-2**40}"], "argument --max_iters: must be finite, and an integer"),
     "negative max_iters": (["--max_iters=-1"], "error: --max_iters must be at least 0, got -1"),
     "batch of none": (["--batch_size=0"], "error: --batch_size must be at least 1, got 0"),
     "learning rate zero": (["--learning_rate=0"], "--learning_rate must be above 0"),
@@ -121,9 +124,10 @@ BAD_ARGS = {
     "dropout 1": (["--dropout=1"], "error: --dropout must be at least 0 and below 1, got 1.0"),
     "heads do not divide the width": (["--n_embd=10", "--n_head=3"],
                                       "error: --n_embd=10 must be a multiple of --n_head=3"),
-    "seed past 64 bits": ([f"--seed={2**70}"], "--seed below 2**64"),
+    "seed past 2**31": ([f"--seed={2**31}"], "argument --seed: must be finite, and an integer below 2**31 in size"),
     "negative sample length": (["--max_new_tokens=-1"], "error: --max_new_tokens must be at least 0, got -1"),
-    "temperature zero": (["--temperature=0"], "error: --temperature must be above 0, got 0.0"),
+    "temperature zero": (["--temperature=0"], "error: --temperature must be at least 0.001, got 0.0"),
+    "a temperature that would overflow the logits": (["--temperature=1e-300"], "--temperature must be at least 0.001"),
     "unknown device": (["--device=tpu"], "error: --device=tpu is not here; use auto or one of"),
     "absent device": (["--device=cpu:1"], "error: --device=cpu:1 is not here"),
 }
@@ -140,8 +144,9 @@ def test_bad_arguments_stop_before_training_in_at_most_two_lines(case, monkeypat
 
 
 BAD_DATA = {
-    "missing file": (None, "cannot read {path}: No such file or directory"),
-    "a directory": ("dir", "cannot read {path}: Is a directory"),
+    "missing file": (None, "cannot read {path}: no such file"),
+    "a directory": ("dir", "cannot read {path}: not a regular file"),
+    "a FIFO, which would be read forever": ("fifo", "cannot read {path}: not a regular file"),
     "empty file": (b"", "{path} is empty"),
     "not UTF-8": (b"caf\xe9 \xff\xfe", "cannot read {path}: not UTF-8 text"),
     "binary that decodes": (b"\x00\x01\x02" * 200, "{path} is binary"),
@@ -156,6 +161,8 @@ def test_bad_data_files_stop_before_training_with_one_line(case, tmp_path, monke
     path = tmp_path / "data.txt"
     if content == "dir":
         path.mkdir()
+    elif content == "fifo":
+        os.mkfifo(path)
     elif content is not None:
         path.write_bytes(content)
     code, said = error_of(module, monkeypatch, tiny_args(module) + [f"--data_path={path}"], capsys)
@@ -176,18 +183,44 @@ def test_an_out_path_that_is_the_training_text_in_any_form_is_refused(form, tmp_
     module = load_script(LAST)
     code, said = error_of(module, monkeypatch, tiny_args(module) + [f"--data_path={data}", f"--out_path={out}"],
                           capsys)
-    assert code == 1 and said.startswith(f"error: --out_path={out}:")
+    assert code == 1 and said.startswith(f"error: --out_path={out}")
     assert data.read_text() == "the training text " * 200
 
 
-@pytest.mark.parametrize("name", ["v4.py", "v9.py"])
-def test_an_out_path_that_is_a_script_of_the_project_is_refused(name, monkeypatch, capsys, small_text):
+@pytest.mark.parametrize("name", ["v4.py", "v9.py", "input.txt", "output.txt", "names/names.txt", "tools/benchmark.py",
+                                  "micrograd/engine.py", "README.md"])
+def test_an_out_path_that_is_a_file_of_the_project_in_any_folder_is_refused(name, monkeypatch, capsys, small_text):
     module = load_script(LAST)
     before = (ROOT / name).read_bytes()
     code, said = error_of(module, monkeypatch, tiny_args(module) + [f"--data_path={small_text}",
                                                                     f"--out_path={ROOT / name}"], capsys)
-    assert code == 1 and "a file to keep" in said
+    assert code == 1 and said == (f"error: --out_path={ROOT / name} exists, and a run writes only new files:"
+                                  " remove it or pass another")
     assert (ROOT / name).read_bytes() == before
+
+
+def test_a_script_of_names_may_not_write_over_a_script_of_the_series(tmp_path):
+    before = (ROOT / "v10.py").read_bytes()
+    result = run_script("names/counts", "--device=cpu", f"--out_path={ROOT / 'v10.py'}", cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.startswith(f"error: --out_path={ROOT / 'v10.py'} exists")
+    assert (ROOT / "v10.py").read_bytes() == before
+
+
+def test_a_file_the_user_had_is_never_written_over(tmp_path, monkeypatch, capsys, small_text):
+    mine = tmp_path / "notes.txt"
+    mine.write_text("the user's own notes")
+    module = load_script(LAST)
+    code, said = error_of(module, monkeypatch, tiny_args(module) + [f"--data_path={small_text}", f"--out_path={mine}"],
+                          capsys)
+    assert code == 1 and "exists" in said and mine.read_text() == "the user's own notes"
+
+
+def test_a_default_output_that_is_the_training_text_is_refused(monkeypatch, capsys):
+    module = load_script("v5")  # whose default out_path is the series' output.txt
+    before = (ROOT / "output.txt").read_bytes()
+    code, said = error_of(module, monkeypatch, ["--device=cpu", f"--data_path={ROOT / 'output.txt'}"], capsys)
+    assert code == 1 and said.startswith(f"error: --out_path={module.out_path}: the text")
+    assert (ROOT / "output.txt").read_bytes() == before
 
 
 def test_the_checkpoint_and_the_sample_may_not_be_one_file(tmp_path, monkeypatch, capsys, small_text):
@@ -195,7 +228,7 @@ def test_the_checkpoint_and_the_sample_may_not_be_one_file(tmp_path, monkeypatch
     same = tmp_path / "both"
     code, said = error_of(module, monkeypatch, tiny_args(module) + [
         f"--data_path={small_text}", f"--ckpt_path={same}", f"--out_path={same}"], capsys)
-    assert code == 1 and said.startswith(f"error: --ckpt_path={same}:")
+    assert code == 1 and said.startswith(f"error: --ckpt_path={same}: the text, another output")
 
 
 @pytest.mark.parametrize("where", ["a directory", "a missing directory", "an unwritable directory"])
@@ -208,7 +241,8 @@ def test_an_out_path_that_cannot_be_written_is_refused_before_training(where, tm
         monkeypatch.setattr(os, "access", lambda path, mode: False)
     code, said = error_of(module, monkeypatch, tiny_args(module) + [f"--data_path={small_text}",
                                                                     f"--out_path={out}"], capsys)
-    assert code == 1 and said.startswith(f"error: --out_path={out}: a directory, in a missing or read-only folder")
+    assert code == 1 and said.startswith(f"error: --out_path={out}")
+    assert ("exists" if where == "a directory" else "a directory, or in a read-only folder") in said
 
 
 def test_bad_input_leaves_an_existing_output_file_alone(tmp_path):
@@ -218,6 +252,25 @@ def test_bad_input_leaves_an_existing_output_file_alone(tmp_path):
     with pytest.raises(SystemExit):
         module.main(tiny_args(module) + [f"--out_path={out}", f"--data_path={tmp_path / 'missing.txt'}"])
     assert out.read_text() == "the user's own file"
+
+
+def test_the_temporary_file_of_a_write_never_replaces_another_file(tmp_path):
+    module = load_script(LAST)
+    out, other = tmp_path / "sample.txt", tmp_path / f"sample.txt.{os.getpid()}.tmp"
+    other.write_text("a file that happens to have the temporary name")
+    with pytest.raises(FileExistsError):
+        module.write_atomically(str(out), b"the new sample")
+    assert other.read_text() == "a file that happens to have the temporary name" and not out.exists()
+
+
+def test_a_text_named_like_the_outputs_temporary_file_stays_whole(tmp_path, small_text):
+    data = tmp_path / "sample.txt.tmp"
+    data.write_text(small_text.read_text(encoding="utf-8"), encoding="utf-8")
+    module = load_script("bigram")
+    code, _, err = run_main("bigram", tiny_args(module, out_path=tmp_path / "sample.txt") + [f"--data_path={data}"])
+    assert code == 0, err
+    assert data.read_text(encoding="utf-8") == small_text.read_text(encoding="utf-8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sample.txt", "sample.txt.tmp"]
 
 
 def test_an_interrupted_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
@@ -318,12 +371,38 @@ def test_bad_input_from_the_shell_is_two_lines_at_most_and_no_traceback(tmp_path
     assert "Traceback" not in result.stderr
 
 
-def test_out_of_memory_is_one_line_that_names_the_size(small_text, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["bigram.py", *tiny_args(load_script("bigram")), "--batch_size=1000000000000",
-                                      f"--data_path={small_text}"])
+OUT_OF_MEMORY = {  # what torch raises, on the CPU and on a GPU, when an allocation fails
+    "cpu": (RuntimeError, "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory:"
+                          " you tried to allocate 8000000000000 bytes. Error code 12 (Cannot allocate memory)",
+            "8000000000000 bytes"),
+    "cuda": (torch.OutOfMemoryError, "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of"
+                                     " 79.19 GiB of which 1.06 GiB is free.", "2.00 GiB"),
+}
+
+
+@pytest.mark.parametrize("where", OUT_OF_MEMORY)
+def test_out_of_memory_is_one_line_that_names_the_size(where, small_text, monkeypatch):
+    """The __main__ guard is handed the error torch raises: no test asks the allocator for terabytes."""
+    kind, message, size = OUT_OF_MEMORY[where]
+
+    def allocation_fails(*args, **kwargs):
+        raise kind(message)
+
+    monkeypatch.setattr(torch, "manual_seed", allocation_fails)  # the first call of torch's in main
+    monkeypatch.setattr(sys, "argv", ["bigram.py", *tiny_args(load_script("bigram")), f"--data_path={small_text}"])
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_path(str(ROOT / "bigram.py"), run_name="__main__")  # as `python bigram.py` runs it
-    assert exit_info.value.code == "error: out of memory (tried to allocate 8000000000000 bytes); try smaller sizes"
+    assert exit_info.value.code == f"error: out of memory (tried to allocate {size}); try smaller sizes"
+
+
+def test_another_runtime_error_keeps_its_traceback(small_text, monkeypatch):
+    def fails(*args, **kwargs):
+        raise RuntimeError("a bug, not a size")
+
+    monkeypatch.setattr(torch, "manual_seed", fails)
+    monkeypatch.setattr(sys, "argv", ["bigram.py", *tiny_args(load_script("bigram")), f"--data_path={small_text}"])
+    with pytest.raises(RuntimeError, match="a bug, not a size"):
+        runpy.run_path(str(ROOT / "bigram.py"), run_name="__main__")
 
 
 def test_ctrl_c_stops_a_run_without_a_traceback(tmp_path, small_text):
