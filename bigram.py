@@ -136,17 +136,17 @@ def main(argv):
     parse_args(argv)  # --name=value for the hyperparameters above
     check_hyperparameters()
     torch.manual_seed(seed)
-    target = pick_device(device)
+    torch_device = pick_device(device)
     text = load_text(data_path)
     encode, decode, vocab_size = build_tokenizer(text)
-    train_data, val_data = split_data(torch.tensor(encode(text), dtype=torch.long, device=target))
+    train_data, val_data = split_data(torch.tensor(encode(text), dtype=torch.long, device=torch_device))
 
-    model = BigramLanguageModel(vocab_size).to(target)
-    print(f"{sum(p.numel() for p in model.parameters()):,} parameters, training on {target}")
+    model = BigramLanguageModel(vocab_size).to(torch_device)
+    print(f"{sum(p.numel() for p in model.parameters()):,} parameters, training on {torch_device}")
     train(model, train_data, val_data)
 
     model.eval()  # sample with training-only behaviour switched off
-    context = torch.zeros((1, 1), dtype=torch.long, device=target)  # start from token 0
+    context = torch.zeros((1, 1), dtype=torch.long, device=torch_device)  # start from token 0
     sample = decode(model.generate(context, max_new_tokens)[0].tolist())
     print(sample)
     if out_path:

@@ -46,7 +46,7 @@ max_new_tokens = 2000  # tokens sampled after training
 device = "auto"  # 'auto' picks cuda, then mps, then cpu
 data_path = str(Path(__file__).with_name("input.txt"))  # training text: any UTF-8 file
 seed = 1337  # random seed: the same seed gives the same run
-out_path = ""  # file the sample is also written to ('' = printed only; v5 keeps the series' output.txt)
+out_path = ""  # file the sample is also written to ('' = printed only)
 compile = True  # torch.compile the training step on CUDA (never on CPU or mps)
 ckpt_path = str(Path(__file__).with_suffix(".pt"))  # the training state, saved at every evaluation ('' = none)
 resume = False  # continue the run saved at ckpt_path, up to max_iters steps in all
@@ -267,7 +267,7 @@ class GPTLanguageModel(nn.Module):
 
 # ---- processes ------------------------------------------------------------
 
-RANK = int(os.environ.get("RANK", 0))  # this process's place in the run: torchrun sets it; `python v9.py` is 0 of 1
+RANK = int(os.environ.get("RANK", 0))  # this process's place in the run: set by torchrun; a plain run is 0 of 1
 LOCAL_RANK = int(os.environ.get("LOCAL_RANK", 0))  # its place on this machine: the GPU it takes
 WORLD_SIZE = int(os.environ.get("WORLD_SIZE", 1))  # the processes of the run
 
@@ -310,7 +310,7 @@ def open_checkpoint(argv, given):
         return None
     saved = Path(ckpt_path).read_bytes() if os.path.isfile(ckpt_path) else b""
     if hashlib.sha256(saved[:-32]).digest() != saved[-32:]:  # missing, truncated, altered, or no checkpoint
-        sys.exit(f"error: {ckpt_path}: no checkpoint, or one changed since it was saved")
+        sys.exit(f"error: --ckpt_path={ckpt_path}: no checkpoint there, or one changed since it was saved")
     try:  # weights_only: tensors and plain containers only, so a file that would run code is refused
         state = torch.load(io.BytesIO(saved[:-32]), map_location="cpu", weights_only=True)
     except Exception:
@@ -435,15 +435,15 @@ def main(argv):
     given = parse_args(argv)  # --name=value for the hyperparameters above
     state = open_checkpoint(argv, given)  # None for a fresh run
     check_hyperparameters()  # this command's values, with the saved run's
-    target = pick_device(device)
+    torch_device = pick_device(device)
     if WORLD_SIZE > 1:  # one of torchrun's processes: its own GPU, in the run's process group
-        target = pick_device(f"cuda:{LOCAL_RANK}") if target.type == "cuda" else target
+        torch_device = pick_device(f"cuda:{LOCAL_RANK}") if torch_device.type == "cuda" else torch_device
         timeout = datetime.timedelta(seconds=dist_timeout)
-        dist.init_process_group("nccl" if target.type == "cuda" else "gloo", timeout=timeout)
+        dist.init_process_group("nccl" if torch_device.type == "cuda" else "gloo", timeout=timeout)
         sys.stdout = open(os.devnull, "w") if RANK else sys.stdout  # one voice: process 0 prints for the run
     torch.manual_seed(seed + RANK)  # each process its own dropout masks; batches have their own generator
-    if target.type == "cuda":
-        torch.cuda.set_device(target)  # the GPU that compiled kernels are built and cached for
+    if torch_device.type == "cuda":
+        torch.cuda.set_device(torch_device)  # the GPU that compiled kernels are built and cached for
         torch.set_float32_matmul_precision("high")  # TF32 tensor cores for the matmuls left in float32
     text = "" if sample_only else load_text(data_path)  # sampling needs only the saved merges
     train_text, val_text = ("", "") if sample_only else split_data(text)  # by characters, before the tokenizer learns
@@ -457,22 +457,22 @@ def main(argv):
     if resume and not sample_only and {k: state[k] for k in text_id} != text_id:
         sys.exit(f"error: {data_path} is not the text {ckpt_path} was trained on; pass that one as --data_path")
 
-    model = GPTLanguageModel(vocab_size).to(target)
+    model = GPTLanguageModel(vocab_size).to(torch_device)
     if state:
         try:
             model.load_state_dict(state["model"])
         except RuntimeError:  # keys or shapes that are not this model's
             sys.exit(f"error: {ckpt_path} holds the weights of another model than its hyperparameters describe")
     operations = 6 * sum(p.numel() for p in model.parameters()) * batch_size * block_size * max_iters
-    if device == "auto" and target.type == "cpu" and operations > 2e11 * 3600 and not sample_only:  # a CPU's hour
+    if device == "auto" and torch_device.type == "cpu" and operations > 2e11 * 3600 and not sample_only:  # a CPU's hour
         sys.exit("error: no GPU, and these sizes take hours on a CPU; see --help for a CPU-sized run, or --device=cpu")
     if not sample_only:
-        train_data = torch.tensor(encode(train_text), dtype=torch.long, device=target)
-        val_data = torch.tensor(encode(val_text), dtype=torch.long, device=target)
+        train_data = torch.tensor(encode(train_text), dtype=torch.long, device=torch_device)
+        val_data = torch.tensor(encode(val_text), dtype=torch.long, device=torch_device)
         if min(len(train_data), len(val_data)) <= block_size:
             sys.exit(f"error: the text is too short: both splits need over block_size={block_size} tokens")
         print(f"{vocab_size} tokens: {len(val_text) / len(val_data):.2f} characters per token on the val text")
-        print(f"{sum(p.numel() for p in model.parameters()):,} parameters, training on {target}")
+        print(f"{sum(p.numel() for p in model.parameters()):,} parameters, training on {torch_device}")
         signum = train(model, train_data, val_data, text_id, state, val_chars=len(val_text))
         if dist.is_initialized():  # all together, leave the group: sampling needs no other process
             dist.barrier()  # no process tears its end down while another still talks
@@ -485,12 +485,12 @@ def main(argv):
             sys.exit(128 + signum)
     if RANK:
         return  # process 0 samples for the run
-    if target.type == "cuda":
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated(target) / 2**20:,.0f} MiB")
+    if torch_device.type == "cuda":
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated(torch_device) / 2**20:,.0f} MiB")
 
     model.eval()  # sample with training-only behaviour switched off
-    context = torch.tensor([encode(prompt or "\n")], dtype=torch.long, device=target)  # any text: bytes
-    with autocast(target):
+    context = torch.tensor([encode(prompt or "\n")], dtype=torch.long, device=torch_device)  # any text: bytes
+    with autocast(torch_device):
         sample = decode(model.generate(context, max_new_tokens, temperature, top_k)[0].tolist())
     print(sample)
     if out_path:

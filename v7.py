@@ -42,7 +42,7 @@ max_new_tokens = 2000  # characters sampled after training
 device = "auto"  # 'auto' picks cuda, then mps, then cpu
 data_path = str(Path(__file__).with_name("input.txt"))  # training text: any UTF-8 file
 seed = 1337  # random seed: the same seed gives the same run
-out_path = ""  # file the sample is also written to ('' = printed only; v5 keeps the series' output.txt)
+out_path = ""  # file the sample is also written to ('' = printed only)
 compile = True  # torch.compile the training step on CUDA (never on CPU or mps)
 HYPERPARAMETERS = [name for name, value in globals().items()  # the names above: --name=value sets them
                    if not name.startswith("_") and isinstance(value, (bool, int, float, str))]
@@ -274,26 +274,26 @@ def main(argv):
     parse_args(argv)  # --name=value for the hyperparameters above
     check_hyperparameters()
     torch.manual_seed(seed)
-    target = pick_device(device)
-    if target.type == "cuda":
-        torch.cuda.set_device(target)  # the GPU that compiled kernels are built and cached for
+    torch_device = pick_device(device)
+    if torch_device.type == "cuda":
+        torch.cuda.set_device(torch_device)  # the GPU that compiled kernels are built and cached for
         torch.set_float32_matmul_precision("high")  # TF32 tensor cores for the matmuls left in float32
     text = load_text(data_path)
     encode, decode, vocab_size = build_tokenizer(text)
-    train_data, val_data = split_data(torch.tensor(encode(text), dtype=torch.long, device=target))
+    train_data, val_data = split_data(torch.tensor(encode(text), dtype=torch.long, device=torch_device))
 
-    model = GPTLanguageModel(vocab_size).to(target)
+    model = GPTLanguageModel(vocab_size).to(torch_device)
     operations = 6 * sum(p.numel() for p in model.parameters()) * batch_size * block_size * max_iters
-    if device == "auto" and target.type == "cpu" and operations > 2e11 * 3600:  # an hour of a fast CPU
+    if device == "auto" and torch_device.type == "cpu" and operations > 2e11 * 3600:  # an hour of a fast CPU
         sys.exit("error: no GPU, and these sizes take hours on a CPU; see --help for a CPU-sized run, or --device=cpu")
-    print(f"{sum(p.numel() for p in model.parameters()):,} parameters, training on {target}")
+    print(f"{sum(p.numel() for p in model.parameters()):,} parameters, training on {torch_device}")
     train(model, train_data, val_data)
-    if target.type == "cuda":
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated(target) / 2**20:,.0f} MiB")
+    if torch_device.type == "cuda":
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated(torch_device) / 2**20:,.0f} MiB")
 
     model.eval()  # sample with training-only behaviour switched off
-    context = torch.zeros((1, 1), dtype=torch.long, device=target)  # start from token 0
-    with autocast(target):
+    context = torch.zeros((1, 1), dtype=torch.long, device=torch_device)  # start from token 0
+    with autocast(torch_device):
         sample = decode(model.generate(context, max_new_tokens)[0].tolist())
     print(sample)
     if out_path:

@@ -43,7 +43,7 @@ max_new_tokens = 2000  # characters sampled after training
 device = "auto"  # 'auto' picks cuda, then mps, then cpu
 data_path = str(Path(__file__).with_name("input.txt"))  # training text: any UTF-8 file
 seed = 1337  # random seed: the same seed gives the same run
-out_path = ""  # file the sample is also written to ('' = printed only; v5 keeps the series' output.txt)
+out_path = ""  # file the sample is also written to ('' = printed only)
 compile = True  # torch.compile the training step on CUDA (never on CPU or mps)
 ckpt_path = str(Path(__file__).with_suffix(".pt"))  # the training state, saved at every evaluation ('' = none)
 resume = False  # continue the run saved at ckpt_path, up to max_iters steps in all
@@ -243,7 +243,7 @@ def open_checkpoint(argv, given):
         return None
     saved = Path(ckpt_path).read_bytes() if os.path.isfile(ckpt_path) else b""
     if hashlib.sha256(saved[:-32]).digest() != saved[-32:]:  # missing, truncated, altered, or no checkpoint
-        sys.exit(f"error: {ckpt_path}: no checkpoint, or one changed since it was saved")
+        sys.exit(f"error: --ckpt_path={ckpt_path}: no checkpoint there, or one changed since it was saved")
     try:  # weights_only: tensors and plain containers only, so a file that would run code is refused
         state = torch.load(io.BytesIO(saved[:-32]), map_location="cpu", weights_only=True)
     except Exception:
@@ -356,9 +356,9 @@ def main(argv):
     state = open_checkpoint(argv, given)  # None for a fresh run
     check_hyperparameters()  # this command's values, with the saved run's
     torch.manual_seed(seed)
-    target = pick_device(device)
-    if target.type == "cuda":
-        torch.cuda.set_device(target)  # the GPU that compiled kernels are built and cached for
+    torch_device = pick_device(device)
+    if torch_device.type == "cuda":
+        torch.cuda.set_device(torch_device)  # the GPU that compiled kernels are built and cached for
         torch.set_float32_matmul_precision("high")  # TF32 tensor cores for the matmuls left in float32
     text = state["vocab"] if sample_only else load_text(data_path)  # sampling needs only the saved vocabulary
     encode, decode, vocab_size = build_tokenizer(text)
@@ -368,28 +368,28 @@ def main(argv):
     if set(prompt) - set(text):
         sys.exit(f"error: --prompt has characters the model never saw: {''.join(sorted(set(prompt) - set(text)))}")
 
-    model = GPTLanguageModel(vocab_size).to(target)
+    model = GPTLanguageModel(vocab_size).to(torch_device)
     if state:
         try:
             model.load_state_dict(state["model"])
         except RuntimeError:  # keys or shapes that are not this model's
             sys.exit(f"error: {ckpt_path} holds the weights of another model than its hyperparameters describe")
     operations = 6 * sum(p.numel() for p in model.parameters()) * batch_size * block_size * max_iters
-    if device == "auto" and target.type == "cpu" and operations > 2e11 * 3600 and not sample_only:  # a CPU's hour
+    if device == "auto" and torch_device.type == "cpu" and operations > 2e11 * 3600 and not sample_only:  # a CPU's hour
         sys.exit("error: no GPU, and these sizes take hours on a CPU; see --help for a CPU-sized run, or --device=cpu")
     if not sample_only:
-        train_data, val_data = split_data(torch.tensor(encode(text), dtype=torch.long, device=target))
-        print(f"{sum(p.numel() for p in model.parameters()):,} parameters, training on {target}")
+        train_data, val_data = split_data(torch.tensor(encode(text), dtype=torch.long, device=torch_device))
+        print(f"{sum(p.numel() for p in model.parameters()):,} parameters, training on {torch_device}")
         if signum := train(model, train_data, val_data, text_id, state):  # the same command, resumed, goes on
             command = ["python", Path(__file__).name, *[a for a in argv if not a.startswith("--resume")]]
             print(f"continue with: {shlex.join(command + ['--resume=True'])}" if ckpt_path else "nothing was saved")
             sys.exit(128 + signum)
-    if target.type == "cuda":
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated(target) / 2**20:,.0f} MiB")
+    if torch_device.type == "cuda":
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated(torch_device) / 2**20:,.0f} MiB")
 
     model.eval()  # sample with training-only behaviour switched off
-    context = torch.tensor([encode(prompt) or [0]], dtype=torch.long, device=target)  # token 0 if no prompt
-    with autocast(target):
+    context = torch.tensor([encode(prompt) or [0]], dtype=torch.long, device=torch_device)  # token 0 if no prompt
+    with autocast(torch_device):
         sample = decode(model.generate(context, max_new_tokens, temperature, top_k)[0].tolist())
     print(sample)
     if out_path:

@@ -175,13 +175,13 @@ def split_loss(model, X, Y):
 
 
 @torch.no_grad()
-def sample_names(model, itos, target):
+def sample_names(model, itos, torch_device):
     """num_samples names, each drawn a character at a time from the model until it draws '.'."""
     names = []
     for _ in range(num_samples):
         context, name = [0] * block_size, ""
         while len(name) < 50:  # a name not ended by 50 characters is cut there
-            probs = F.softmax(model(torch.tensor([context], device=target)), dim=-1)  # (1, vocab_size)
+            probs = F.softmax(model(torch.tensor([context], device=torch_device)), dim=-1)  # (1, vocab_size)
             ix = torch.multinomial(probs[0], num_samples=1).item()
             if ix == 0:
                 break
@@ -194,24 +194,24 @@ def sample_names(model, itos, target):
 def main(argv):
     parse_args(argv)  # --name=value for the hyperparameters above
     check_hyperparameters()
-    target = pick_device(device)
+    torch_device = pick_device(device)
     words = read_words(load_text(data_path))
     stoi, itos = build_tokenizer(words)
     train_words, val_words, test_words = split_words(words)  # the test split is kept aside, as in the lecture
     print(f"{len(stoi)} tokens: '.' and {''.join(list(stoi)[1:])!r}")
     print(f"{len(words):,} names: {len(train_words):,} train, {len(val_words):,} val, {len(test_words):,} test")
     torch.manual_seed(seed)
-    Xtr, Ytr = (t.to(target) for t in build_dataset(train_words, stoi))
-    Xval, Yval = (t.to(target) for t in build_dataset(val_words, stoi))
+    Xtr, Ytr = (t.to(torch_device) for t in build_dataset(train_words, stoi))
+    Xval, Yval = (t.to(torch_device) for t in build_dataset(val_words, stoi))
 
-    model = MLP(len(stoi)).to(target)
-    print(f"{sum(p.numel() for p in model.parameters()):,} parameters, training on {target}")
+    model = MLP(len(stoi)).to(torch_device)
+    print(f"{sum(p.numel() for p in model.parameters()):,} parameters, training on {torch_device}")
     train(model, {"train": (Xtr, Ytr), "val": (Xval, Yval)})
     print(f"train loss {split_loss(model, Xtr, Ytr):.4f}")
     print(f"val loss {split_loss(model, Xval, Yval):.4f}")
 
     model.eval()  # sample with training-only behaviour switched off
-    names = sample_names(model, itos, target)
+    names = sample_names(model, itos, torch_device)
     print("\n".join(names))
     seen = set(train_words)
     print(f"{sum(name in seen for name in names)} of these {len(names)} names are training names")

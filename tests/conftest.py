@@ -22,10 +22,12 @@ torch.set_num_threads(1)
 os.environ["OMP_NUM_THREADS"] = "1"
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ["bigram", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9"]
+SCRIPTS = ["bigram", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10"]  # the series, in reading order
+CHARACTER_SCRIPTS = SCRIPTS[:SCRIPTS.index("v10")]  # a token is a character; from v10 on, a byte pair
 ATTENTION_SCRIPTS = SCRIPTS[1:]
 GPT_SCRIPTS = SCRIPTS[4:]  # the full model: LayerNorm, dropout, N(0, 0.02) initialisation
-SERIES = SCRIPTS + ["v10"]  # v10's tokenizer reads its own merges: tests/test_bpe.py; here, the plumbing
+FAST_SCRIPTS = SCRIPTS[5:]  # v6 on: bf16 autocast, torch.compile, TF32 and the GPU set for them
+RECIPE_SCRIPTS = SCRIPTS[6:]  # v7 on: the schedule, weight decay on 2-D weights, fused AdamW, exact val loss
 
 # Small values for every hyperparameter that makes the model or a run large.
 TINY = {
@@ -191,6 +193,11 @@ def v5_weights_for_v6(state):
 @pytest.fixture(params=SCRIPTS)
 def script(request, monkeypatch):
     """Each script in turn, shrunk to TINY, with dropout off so that outputs are deterministic."""
+    return shrink(load_script(request.param), monkeypatch, dropout=0.0)
+
+
+@pytest.fixture(params=CHARACTER_SCRIPTS)
+def character_script(request, monkeypatch):
     return shrink(load_script(request.param), monkeypatch, dropout=0.0)
 
 

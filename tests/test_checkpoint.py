@@ -284,7 +284,7 @@ def test_a_file_that_would_run_code_is_refused_and_its_code_never_runs(tmp_path)
     assert not marker.exists()
 
 
-NO_CHECKPOINT = "no checkpoint, or one changed since it was saved"
+NO_CHECKPOINT = "no checkpoint there, or one changed since it was saved"
 BROKEN = {
     "missing": (None, NO_CHECKPOINT),
     "empty": (b"", NO_CHECKPOINT),

@@ -8,7 +8,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.cuda._utils import _get_device_index
 
-from conftest import GPT_SCRIPTS, SERIES, load_script, tiny_args
+from conftest import FAST_SCRIPTS, RECIPE_SCRIPTS, SCRIPTS, load_script, tiny_args
 
 
 class FakeCuda:
@@ -74,17 +74,17 @@ def reached_training(name, monkeypatch, *args):
     return started
 
 
-@pytest.mark.parametrize("name", SERIES)
+@pytest.mark.parametrize("name", SCRIPTS)
 def test_with_a_gpu_present_auto_trains_on_gpu_0_and_sets_it(name, monkeypatch, small_text, capsys):
     cuda = FakeCuda(monkeypatch, count=2)
     assert reached_training(name, monkeypatch, f"--data_path={small_text}")
     assert cuda.placed and set(cuda.placed) == {0}  # the model, the data and the sample's context: on GPU 0
-    if name in GPT_SCRIPTS[1:] + ["v10"]:  # v6 on: compiled kernels are built for the device set here, with TF32
+    if name in FAST_SCRIPTS:  # v6 on: compiled kernels are built for the device set here, with TF32
         assert ("set_device", 0) in cuda.asked and "high" in cuda.asked
     assert "training on cuda:0" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", SERIES)
+@pytest.mark.parametrize("name", SCRIPTS)
 @pytest.mark.parametrize("device", ["cuda", "cuda:1"])
 def test_a_gpu_named_on_the_command_line_is_used_with_its_index(name, device, monkeypatch, small_text):
     cuda = FakeCuda(monkeypatch, count=2)
@@ -122,7 +122,7 @@ def test_under_torchrun_each_process_takes_its_local_gpu_and_joins_over_nccl(nam
     assert ("set_device", 1) in cuda.asked and set(cuda.placed) == {1}
 
 
-@pytest.mark.parametrize("name", GPT_SCRIPTS[1:] + ["v10"])
+@pytest.mark.parametrize("name", FAST_SCRIPTS)
 def test_on_a_gpu_autocast_is_bf16_and_on_the_cpu_float32(name, monkeypatch):
     FakeCuda(monkeypatch, count=1)
     module = load_script(name)
@@ -131,7 +131,7 @@ def test_on_a_gpu_autocast_is_bf16_and_on_the_cpu_float32(name, monkeypatch):
     assert not on_cpu._enabled
 
 
-@pytest.mark.parametrize("name", GPT_SCRIPTS[2:] + ["v10"])
+@pytest.mark.parametrize("name", RECIPE_SCRIPTS)
 def test_adamw_is_fused_for_weights_on_a_gpu_only(name, monkeypatch):
     module = load_script(name)
     for attribute, value in dict(n_embd=16, n_head=2, n_layer=1, block_size=8).items():

@@ -6,9 +6,9 @@ import torch.nn.functional as F
 from conftest import ROOT, load_script, shrink
 
 
-def test_encode_decode_round_trips_all_of_input_txt(script):
+def test_encode_decode_round_trips_all_of_input_txt(character_script):
     text = (ROOT / "input.txt").read_text(encoding="utf-8")
-    encode, decode, vocab_size = script.build_tokenizer(text)
+    encode, decode, vocab_size = character_script.build_tokenizer(text)
     ids = encode(text)
     assert vocab_size == len(set(text))
     assert min(ids) == 0 and max(ids) == vocab_size - 1
