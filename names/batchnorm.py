@@ -303,8 +303,7 @@ def main(argv):
 # ---- the same in every script: command line, device, text, files ------------
 
 def parse_args(argv):
-    """Set the hyperparameters above from --name=value or --name value; return the names given. A number out of
-    range (LOWEST, 2**31) or an output path that would replace a file stops the run here, with one line."""
+    """Set the hyperparameters above from --name=value or --name value, check them alone; return the names given."""
     comments = dict(re.findall(r"^(\w+) = .*?  # (.*)$", Path(__file__).read_text(encoding="utf-8"), re.M))
     parser = argparse.ArgumentParser(prog=f"python {Path(__file__).name}", usage="%(prog)s [--name=value ...]",
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -320,14 +319,14 @@ def parse_args(argv):
     for name, low in LOWEST.items():
         if globals()[name] < low:
             sys.exit(f"error: --{name} must be at least {low}, got {globals()[name]}")
-    written = {file_id(data_path)}  # the text is read, never written
+    written = {os.path.realpath(data_path)}  # the text is read, never written
     for name in [n for n in HYPERPARAMETERS if n.endswith("_path") and n != "data_path" and globals()[n]]:
-        path = globals()[name]
+        path, real = globals()[name], os.path.realpath(globals()[name])  # real: the file itself, through any link
         if os.path.exists(path) and name in given and name != "ckpt_path":  # a checkpoint's rules: open_checkpoint
             sys.exit(f"error: --{name}={path} exists, and a run writes only new files: remove it or pass another")
-        if file_id(path) in written or os.path.isdir(path) or not os.access(Path(path).absolute().parent, os.W_OK):
+        if real in written or os.path.isdir(path) or not os.access(os.path.dirname(real), os.W_OK):
             sys.exit(f"error: --{name}={path}: the text, another output, a directory, or in a read-only folder")
-        written.add(file_id(path))
+        written.add(real)
     return set(given)
 
 
@@ -336,11 +335,6 @@ def boolean(text):
     if text.lower() not in ("true", "false", "1", "0"):
         raise ValueError
     return text.lower() in ("true", "1")
-
-
-def file_id(path):
-    """The file itself, whatever path leads to it (a hard or symbolic link); its full path if it is new."""
-    return (os.stat(path).st_dev, os.stat(path).st_ino) if os.path.exists(path) else os.path.realpath(path)
 
 
 def pick_device(name):
@@ -367,8 +361,7 @@ def load_text(path):
 
 
 def write_atomically(path, data):
-    """Write bytes into a new file beside path, then rename it over path: a crash leaves the old file or the new.
-    Mode "x" makes the temporary file or fails: it can never replace another file."""
+    """Write bytes to a new file beside path (mode x: never over another file), then rename it over path."""
     temporary = f"{path}.{os.getpid()}.tmp"
     with open(temporary, "xb") as file:
         file.write(data)
