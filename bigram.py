@@ -95,7 +95,7 @@ class BigramLanguageModel(nn.Module):
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens):
-        """Extend idx (B, T) by max_new_tokens characters, each sampled from the model."""
+        """Extend idx (B, T) by max_new_tokens tokens, each sampled from the model."""
         for _ in range(max_new_tokens):
             logits, _ = self(idx)  # (B, T, vocab_size)
             probs = F.softmax(logits[:, -1, :], dim=-1)  # the last position only: (B, vocab_size)

@@ -141,7 +141,7 @@ class Block(nn.Module):
 
 
 class GPTLanguageModel(nn.Module):
-    """Token and position embeddings, self-attention, then a linear map to next-character logits."""
+    """Token and position embeddings, self-attention, then a linear map to next-token logits."""
 
     def __init__(self, vocab_size):
         super().__init__()
@@ -176,7 +176,7 @@ class GPTLanguageModel(nn.Module):
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens):
-        """Extend idx (B, T) by max_new_tokens characters, each sampled from the model."""
+        """Extend idx (B, T) by max_new_tokens tokens, each sampled from the model."""
         for _ in range(max_new_tokens):
             idx_cond = idx[:, -block_size:]  # the position table has block_size rows: crop the context
             logits, _ = self(idx_cond)  # (B, T, vocab_size)

@@ -22,10 +22,12 @@ torch.set_num_threads(1)
 os.environ["OMP_NUM_THREADS"] = "1"
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ["bigram", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10"]  # the series, in reading order
+SCRIPTS = ["bigram", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13"]  # in order
 CHARACTER_SCRIPTS = SCRIPTS[:SCRIPTS.index("v10")]  # a token is a character; from v10 on, a byte pair
 ATTENTION_SCRIPTS = SCRIPTS[1:]
-GPT_SCRIPTS = SCRIPTS[4:]  # the full model: LayerNorm, dropout, N(0, 0.02) initialisation
+GPT_SCRIPTS = SCRIPTS[4:]  # the full model, at a GPU's size
+LECTURE_GPT_SCRIPTS = SCRIPTS[4:10]  # v5-v10, the lecture's block: LayerNorm, dropout, N(0, 0.02) initialisation
+MODERN_SCRIPTS = SCRIPTS[10:]  # v11 on: RoPE, RMSNorm, ReLU^2, no biases, zero-initialised output projections
 FAST_SCRIPTS = SCRIPTS[5:]  # v6 on: bf16 autocast, torch.compile, TF32 and the GPU set for them
 RECIPE_SCRIPTS = SCRIPTS[6:]  # v7 on: the schedule, weight decay on 2-D weights, fused AdamW, exact val loss
 

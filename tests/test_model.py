@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from conftest import ATTENTION_SCRIPTS, GPT_SCRIPTS, load_script, model_class, shrink
+from conftest import ATTENTION_SCRIPTS, GPT_SCRIPTS, LECTURE_GPT_SCRIPTS, load_script, model_class, shrink
 
 VOCAB = 11
 
@@ -183,13 +183,13 @@ def test_v5_adds_layer_norm_and_dropout_to_the_v4_blocks(monkeypatch):
     assert count(model, nn.Dropout) == module.n_layer * (module.n_head + 2)
 
 
-@pytest.mark.parametrize("name", GPT_SCRIPTS)
+@pytest.mark.parametrize("name", LECTURE_GPT_SCRIPTS)
 def test_at_its_defaults_the_model_is_the_lecture_architecture(name):
     model = load_script(name).GPTLanguageModel(65)
     assert sum(p.numel() for p in model.parameters()) == 10_788_929
 
 
-@pytest.mark.parametrize("name", GPT_SCRIPTS)
+@pytest.mark.parametrize("name", LECTURE_GPT_SCRIPTS)
 def test_weights_start_small_and_biases_at_zero(name, monkeypatch):
     module = shrink(load_script(name), monkeypatch, n_embd=64)
     torch.manual_seed(0)
@@ -205,6 +205,9 @@ def test_weights_start_small_and_biases_at_zero(name, monkeypatch):
 def test_dropout_is_active_in_training_and_off_in_eval(name, monkeypatch):
     module = shrink(load_script(name), monkeypatch, dropout=0.5)
     model = make_model(module)
+    with torch.no_grad():  # v11 on start their output projections at zero, where dropout has nothing to drop
+        for weight in model.parameters():
+            weight.normal_(0.0, 0.02)
     x, _ = random_batch(module)
     torch.testing.assert_close(model(x)[0], model(x)[0])
     model.train()
