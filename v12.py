@@ -33,8 +33,7 @@ batch_size = 32  # independent sequences processed in parallel: v9's 64 x 256 ch
 block_size = 256  # maximum context length for predictions, in tokens
 max_iters = 2000  # optimizer steps
 eval_interval = 100  # steps between loss estimates
-learning_rate = 1e-3  # peak AdamW step size, reached after the warmup
-muon_lr = 3e-3  # peak Muon step size, in AdamW's units (match_rms_adamw): for the matrices inside the blocks
+learning_rate = 1e-3  # peak step size of AdamW and of Muon, reached after the warmup
 min_lr = 1e-4  # the step size the cosine schedule ends at
 warmup_iters = 100  # steps of linear warmup from zero to learning_rate
 weight_decay = 0.1  # decay of the 2-D weights, by AdamW and Muon alike (not of the gains)
@@ -70,8 +69,6 @@ def check_hyperparameters():
     """A value no run can use stops the run here, with one line."""
     if learning_rate <= 0:
         sys.exit(f"error: --learning_rate must be above 0, got {learning_rate}")
-    if muon_lr <= 0:
-        sys.exit(f"error: --muon_lr must be above 0, got {muon_lr}")
     if n_embd % n_head:  # every head gets the same share of the embedding
         sys.exit(f"error: --n_embd={n_embd} must be a multiple of --n_head={n_head}")
     if not 0 <= min_lr <= learning_rate or beta2 >= 1 or grad_clip <= 0:
@@ -369,14 +366,14 @@ def estimate_loss(model, splits):
 
 def configure_optimizers(model):
     """Muon for the matrices inside the blocks; AdamW for the rest, decaying the embedding table and the head, not
-    the RMSNorm gains (fused on CUDA). Each group keeps its peak step size, for the schedule."""
+    the RMSNorm gains (fused on CUDA)."""
     matrices = [p for p in model.blocks.parameters() if p.dim() == 2]  # q, k, v, the projections, the MLP's
     params = [p for p in model.parameters() if all(p is not m for m in matrices)]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay, "peak_lr": learning_rate},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, "peak_lr": learning_rate}]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
     adamw = torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, beta2), fused=params[0].is_cuda)
-    muon = torch.optim.Muon([{"params": matrices, "peak_lr": muon_lr}], lr=muon_lr, weight_decay=weight_decay,
-                            adjust_lr_fn="match_rms_adamw")  # its step as large as AdamW's would be (RMS 0.2)
+    # match_rms_adamw: Muon's step scaled to the RMS of an AdamW step, so that one learning rate serves both
+    muon = torch.optim.Muon(matrices, lr=learning_rate, weight_decay=weight_decay, adjust_lr_fn="match_rms_adamw")
     return [adamw, muon]
 
 
@@ -434,8 +431,8 @@ def train(model, train_data, val_data, text_id=None, state=None, val_chars=0):
             if stopping:
                 break
         if step < max_iters:
-            for group in optimizers[0].param_groups + optimizers[1].param_groups:  # the schedule, from each peak
-                group["lr"] = lr_at(step) * group["peak_lr"] / learning_rate
+            for group in optimizers[0].param_groups + optimizers[1].param_groups:  # one schedule for both
+                group["lr"] = lr_at(step)
             x, y = get_batch(train_data, batch_generator)  # the global batch: (batch_size, T) each
             with autocast(train_data.device):
                 _, loss = step_model(x[mine], y[mine])  # this process's rows

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import load_script, run_main, tiny_args
+
 sys.dont_write_bytecode = True  # importing the tools leaves no __pycache__ in the repository
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ROOT / "tools"
@@ -284,3 +286,25 @@ def test_a_series_run_without_step_lines_is_refused(tmp_path, capsys):
     path = tmp_path / "a.json"
     path.write_text(json.dumps(record("v5.py", [], lines=[[1.0, "no steps"]])))
     assert "without step lines" in short_exit(training_logs.main, [f"--out={tmp_path / 'o.md'}", str(path)], capsys)
+
+
+# ---- sampling.py --------------------------------------------------------------------
+
+def test_sampling_loss_compares_the_recomputed_window_with_the_cache_on_the_same_tokens(tmp_path, capsys):
+    v13 = load_script("v13")
+    text = tmp_path / "text.txt"
+    text.write_text((ROOT / "input.txt").read_text(encoding="utf-8")[:20_000], encoding="utf-8")
+    assert run_main("v13", tiny_args(v13, vocab_size=300, ckpt_path=tmp_path / "ckpt.pt")
+                    + [f"--data_path={text}"])[0] == 0
+    load("sampling").main(["loss", str(tmp_path / "ckpt.pt"), "--tokens=40"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("the window computed again (v12): ") and lines[1].startswith("through the cache (v13)")
+    assert "40 tokens (" in lines[2] and "block_size 8; the logits of the first 7 differ by at most" in lines[2]
+    assert float(lines[2].rsplit(" ", 1)[1]) < 1e-4  # within block_size the cache computes what the window does
+
+
+@pytest.mark.parametrize("args", [[], ["loss"], ["loss", "{tmp}/none.pt"], ["loss", "{tmp}/text.pt"],
+                                  ["speed", "--tokens=0"], ["sideways"]])
+def test_sampling_refuses_what_it_cannot_measure_in_two_lines(args, tmp_path, capsys):
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    short_exit(load("sampling").main, [a.format(tmp=tmp_path) for a in args], capsys)
