@@ -161,6 +161,18 @@ def test_the_checks_hold_for_the_saved_values_and_the_given_ones_together(saved_
     assert code == 1 and err.startswith("error: need 0 <= --min_lr <= --learning_rate")
 
 
+def test_a_value_the_checkpoint_agrees_with_is_checked_against_the_checkpoints_others(saved_run):
+    """n_embd=16 with the default n_head=6 would not split into heads; with the saved n_head=2 it does."""
+    code, out, err = run(sample_args(saved_run[0], "--n_embd=16"))
+    assert code == 0, err
+
+
+def test_resume_and_sample_only_without_a_ckpt_path_name_it(small_text):
+    for mode in ("--resume=True", "--sample_only=True"):
+        code, _, err = run(["--ckpt_path=", mode, f"--data_path={small_text}", "--device=cpu"])
+        assert code == 1 and err.startswith("error: --ckpt_path=: no checkpoint there")
+
+
 def test_sigterm_from_outside_saves_and_exits_143(tmp_path, small_text):
     with Started([sys.executable, "-u", str(ROOT / f"{NAME}.py"),
                   *args(tmp_path, small_text, max_iters=10**5, eval_interval=10**5)], cwd=tmp_path) as started:

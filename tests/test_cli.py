@@ -295,6 +295,7 @@ def test_gpu_sized_defaults_without_a_gpu_stop_and_point_to_the_cpu_sized_run(na
     extra = ["--ckpt_path="] if "ckpt_path" in module.HYPERPARAMETERS else []
     code, said = error_of(module, monkeypatch, [f"--data_path={small_text}", "--out_path="] + extra, capsys)
     assert code == 1 and said.startswith("error: no GPU, and these sizes take hours on a CPU; see --help")
+    assert "training on" not in capsys.readouterr().out  # the refusal comes before the run says it trains
     assert "--batch_size=32 --block_size=64 --n_embd=128 --n_head=4 --n_layer=4" in module.__doc__
 
 
