@@ -1,19 +1,7 @@
-"""The same bigram model, learned: a weight matrix trained by gradient descent.
+"""The same bigram model, learned: a table of logits trained by gradient descent (makemore, part 1, second half).
 
-The second file of names/ (makemore, part 1, second half). Each character, one-hot
-encoded, times a (vocab_size, vocab_size) matrix W gives the logits of the next
-character: one_hot(i) @ W is row i of W, so W plays the part of the log-counts of
-names/counts.py, and softmax turns a row into the distribution of the next
-character. Minibatches of training pairs and AdamW steps on the same loss, the
-mean negative log-likelihood, bring W to the count table. The training loop here
-stays in every later file. It reaches val loss 2.456 on the lecture's list (the
-table's: 2.453) in about 4 seconds on a CPU.
-
-Departures from the lecture: it takes full-batch gradient descent steps of size 50;
-here AdamW takes minibatch steps, the step size decayed on a cosine to min_lr.
-
-    python names/bigram.py
-    python names/bigram.py --max_iters=500 --learning_rate=0.3
+Row i of a matrix W (nn.Embedding's lookup: one_hot(i) @ W) holds the logits of the character after character i.
+AdamW steps on random batches, the step size decayed on a cosine to min_lr, bring W near the log of counts.py's table.
 """
 
 import argparse
@@ -28,183 +16,107 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-# hyperparameters (each can be set on the command line: --name=value)
 batch_size = 256  # training examples per step
 max_iters = 3000  # optimizer steps
-eval_interval = 500  # steps between loss estimates
-eval_iters = 20  # batches averaged per loss estimate
-learning_rate = 0.1  # AdamW step size at the start
+eval_interval = 500  # steps between evaluations of the loss
+learning_rate = 0.1  # AdamW step size at the start (the lecture: full-batch gradient descent, 50)
 min_lr = 0.01  # the step size the cosine schedule ends at, at max_iters
 num_samples = 20  # names sampled after training
 device = "auto"  # 'auto' picks cuda, then mps, then cpu
 data_path = str(Path(__file__).with_name("names.txt"))  # training names: a UTF-8 file, one name per line
 seed = 2147483647  # random seed for torch (the lecture's): the same seed gives the same run
 out_path = ""  # file the sampled names are also written to ('' = printed only)
-HYPERPARAMETERS = [name for name, value in globals().items()  # the names above: --name=value sets them
-                   if not name.startswith("_") and isinstance(value, (bool, int, float, str))]
-# the smallest value of each number, checked by parse_args
-LOWEST = dict(batch_size=1, max_iters=0, eval_interval=1, eval_iters=1, num_samples=0, seed=0, min_lr=0)
+HYPERPARAMETERS = [n for n, v in globals().items() if not n.startswith("_") and isinstance(v, (bool, int, float, str))]
+LOWEST = dict(batch_size=1, max_iters=0, eval_interval=1, learning_rate=0, min_lr=0, num_samples=0, seed=0)
+HIGHEST = dict(batch_size=2**16, learning_rate=1e30, min_lr=1e30, num_samples=100_000)
 
 
 def check_hyperparameters():
-    """A value no run can use stops the run here, with one line."""
-    if learning_rate <= 0 or min_lr > learning_rate:
-        sys.exit(f"error: need --learning_rate > 0 and --min_lr <= --learning_rate; got {learning_rate} and {min_lr}")
-
-
-# ---- data -----------------------------------------------------------------
-
-def read_words(text):
-    """The names: the file's non-empty lines, stripped."""
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    """A value no run can use stops the run here, in one line; past HIGHEST, memory, time or float32 runs out."""
+    if big := [name for name, high in HIGHEST.items() if globals()[name] > high]:
+        sys.exit(f"error: --{big[0]} must be at most {HIGHEST[big[0]]}, got {globals()[big[0]]}")
 
 
 def build_tokenizer(words):
-    """'.' (a name's start and end) is token 0; the names' own characters follow, sorted."""
-    chars = sorted(set("".join(words)))
-    if "." in chars:
+    """stoi and itos: '.', where a name starts and ends, is token 0; the names' characters follow, sorted."""
+    itos = ["."] + sorted(set("".join(words)))
+    if "." in itos[1:]:
         sys.exit("error: a name contains '.', the token that marks where names start and end")
-    stoi = {ch: i for i, ch in enumerate(["."] + chars)}
-    itos = {i: ch for ch, i in stoi.items()}
-    return stoi, itos
+    return {ch: i for i, ch in enumerate(itos)}, itos
 
 
 def split_words(words):
-    """The lecture's split: shuffled with Python's random seeded 42, then 80% train, 10% val, 10% test."""
-    words = list(words)
-    random.seed(42)
-    random.shuffle(words)
+    """The lecture's split: shuffled in place, Python's random seeded 42; 80% train, 10% val, 10% test (kept aside)."""
+    random.Random(42).shuffle(words)
     n1, n2 = int(0.8 * len(words)), int(0.9 * len(words))
     if n1 == n2:
         sys.exit(f"error: {len(words)} name(s) are too few: the val split (10%) would be empty; give at least 6")
     return words[:n1], words[n1:n2], words[n2:]
 
 
-def build_dataset(words, stoi):
-    """Every (context, next character) pair of the words, each word framed by '.':
-    the context is the one character before: X (N,), Y (N,)."""
-    X, Y = [], []
-    for w in words:
-        context = 0  # '.': the name starts
-        for ch in w + ".":
-            ix = stoi[ch]
-            X.append(context)
-            Y.append(ix)
-            context = ix  # the next context: this character
-    return torch.tensor(X), torch.tensor(Y)
-
-
-# ---- model ----------------------------------------------------------------
-
-class Bigram(nn.Module):
-    """Row i of W holds the logits of the character after character i: log-counts, learned."""
-
-    def __init__(self, vocab_size):
-        super().__init__()
-        self.W = nn.Parameter(torch.randn(vocab_size, vocab_size))
-
-    def forward(self, idx):
-        xenc = F.one_hot(idx, self.W.shape[0]).float()  # (B,) -> (B, vocab_size): a 1 at the character
-        return xenc @ self.W  # (B, vocab_size) logits: row idx of W, as self.W[idx] would give it
-
-
-# ---- training -------------------------------------------------------------
-
-def get_batch(X, Y):
-    """batch_size random examples of a split: contexts x and next characters y."""
-    ix = torch.randint(len(X), (batch_size,), device=X.device)
-    return X[ix], Y[ix]
-
-
-@torch.no_grad()
-def estimate_loss(model, splits):
-    """Mean loss over eval_iters random batches of each split, with the model in eval mode."""
-    model.eval()
-    out = {split: torch.stack([F.cross_entropy(model(x), y) for x, y in
-                               (get_batch(X, Y) for _ in range(eval_iters))]).mean().item()
-           for split, (X, Y) in splits.items()}
-    model.train()
-    return out
-
-
-def lr_at(step):
-    """Cosine decay from learning_rate at step 0 to min_lr at max_iters."""
-    return min_lr + 0.5 * (learning_rate - min_lr) * (1 + math.cos(math.pi * step / max(1, max_iters)))
+def build_dataset(words, stoi, torch_device):
+    """Every (character, next character) pair of the words framed by '.': ".emma." gives X = .emma, Y = emma."""
+    X = torch.tensor([stoi[ch] for w in words for ch in "." + w], device=torch_device)  # (N,) each character
+    Y = torch.tensor([stoi[ch] for w in words for ch in w + "."], device=torch_device)  # (N,) the one after it
+    return X, Y
 
 
 def train(model, splits):
-    """max_iters AdamW steps on random batches, with the losses every eval_interval steps and at the end."""
+    """AdamW steps on random batches, the step size decayed on a cosine to min_lr; the losses every eval_interval."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
-    for step in range(max_iters + 1):
-        if step % eval_interval == 0 or step == max_iters:
-            losses = estimate_loss(model, splits)
-            print(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}", flush=True)
-            if not math.isfinite(losses["train"] + losses["val"]):  # NaN or inf: training will not recover
-                sys.exit(f"error: the loss is not finite at step {step}; try a smaller --learning_rate")
-        if step < max_iters:
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step)
-            x, y = get_batch(*splits["train"])
-            loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+    X, Y = splits["train"]
+    for step in range(max_iters):
+        if step % eval_interval == 0:
+            losses = ", ".join(f"{split} loss {split_loss(model, *XY):.4f}" for split, XY in splits.items())
+            print(f"step {step}: {losses}", flush=True)
+        lr = min_lr + 0.5 * (learning_rate - min_lr) * (1 + math.cos(math.pi * step / max_iters))
+        optimizer.param_groups[0]["lr"] = lr
+        ix = torch.randint(len(X), (batch_size,), device=X.device)  # a random batch
+        loss = F.cross_entropy(model(X[ix]), Y[ix])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
 
-
-# ---- loss and sampling ----------------------------------------------------
 
 @torch.no_grad()
 def split_loss(model, X, Y):
-    """Mean negative log-likelihood of the next character over a whole split, 10,000 pairs at a time,
-    with the model in eval mode."""
-    model.eval()
-    total = sum(F.cross_entropy(model(X[i:i + 10_000]), Y[i:i + 10_000], reduction="sum").item()
-                for i in range(0, len(X), 10_000))
-    model.train()
+    """Mean negative log-likelihood of the next character over a whole split, 4,096 pairs at a time."""
+    total = sum(F.cross_entropy(model(x), y, reduction="sum").item() for x, y in zip(X.split(4096), Y.split(4096)))
+    if not math.isfinite(total):  # NaN or inf: the training blew up
+        sys.exit("error: the loss is not finite: the training blew up; try a smaller --learning_rate")
     return total / len(X)
 
 
 @torch.no_grad()
-def sample_names(model, itos, torch_device):
-    """num_samples names, each drawn a character at a time from the model until it draws '.'."""
-    names = []
-    for _ in range(num_samples):
-        context, name = 0, ""
-        while len(name) < 50:  # a name not ended by 50 characters is cut there
-            probs = F.softmax(model(torch.tensor([context], device=torch_device)), dim=-1)  # (1, vocab_size)
-            ix = torch.multinomial(probs[0], num_samples=1).item()
-            if ix == 0:
-                break
-            name += itos[ix]
-            context = ix
-        names.append(name)
-    return names
+def sample_name(model, itos, torch_device):
+    """A name drawn from the model a character at a time, until it draws '.' (or 50 characters are drawn)."""
+    ix, name = 0, ""  # '.': the name starts
+    while len(name) < 50:
+        probs = F.softmax(model(torch.tensor([ix], device=torch_device)), dim=-1)  # (1, vocab_size)
+        ix = torch.multinomial(probs[0], num_samples=1).item()
+        if ix == 0:
+            break
+        name += itos[ix]
+    return name
 
 
 def main(argv):
     parse_args(argv)  # --name=value for the hyperparameters above
     check_hyperparameters()
     torch_device = pick_device(device)
-    words = read_words(load_text(data_path))
+    words = [line.strip() for line in load_text(data_path).splitlines() if line.strip()]  # the names
     stoi, itos = build_tokenizer(words)
-    train_words, val_words, test_words = split_words(words)  # the test split is kept aside, as in the lecture
-    print(f"{len(stoi)} tokens: '.' and {''.join(list(stoi)[1:])!r}")
-    print(f"{len(words):,} names: {len(train_words):,} train, {len(val_words):,} val, {len(test_words):,} test")
+    splits = {split: build_dataset(w, stoi, torch_device) for split, w in zip(["train", "val"], split_words(words))}
+
     torch.manual_seed(seed)
-    Xtr, Ytr = (t.to(torch_device) for t in build_dataset(train_words, stoi))
-    Xval, Yval = (t.to(torch_device) for t in build_dataset(val_words, stoi))
-
-    model = Bigram(len(stoi)).to(torch_device)
+    model = nn.Embedding(len(stoi), len(stoi)).to(torch_device)  # W: row i holds the logits of the character after i
     print(f"{sum(p.numel() for p in model.parameters()):,} parameters, training on {torch_device}")
-    train(model, {"train": (Xtr, Ytr), "val": (Xval, Yval)})
-    print(f"train loss {split_loss(model, Xtr, Ytr):.4f}")
-    print(f"val loss {split_loss(model, Xval, Yval):.4f}")
+    train(model, splits)
+    for split, (X, Y) in splits.items():
+        print(f"{split} loss {split_loss(model, X, Y):.4f}")
 
-    model.eval()  # sample with training-only behaviour switched off
-    names = sample_names(model, itos, torch_device)
+    names = [sample_name(model, itos, torch_device) for _ in range(num_samples)]
     print("\n".join(names))
-    seen = set(train_words)
-    print(f"{sum(name in seen for name in names)} of these {len(names)} names are training names")
     if out_path:
         write_atomically(out_path, "".join(f"{name}\n" for name in names).encode("utf-8"))
 

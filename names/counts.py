@@ -1,18 +1,9 @@
-"""Names from counts: how often each character follows each other one, as a table.
+"""Names from counts: how often each character follows each other one, as a table (makemore, part 1).
 
-The first file of names/, the prequel to the GPT (makemore, part 1). A name is read
-between boundary tokens: ".emma." gives the pairs (., e) (e, m) (m, m) (m, a) (a, .).
-Counting the pairs of the training names, adding `smoothing` to every count (no
-pair gets probability 0) and dividing each row by its sum gives the bigram model;
-its loss is the mean negative log-likelihood of each next character. There is no
-gradient descent: the table is the answer, the loss that names/bigram.py reaches by
-training. Everything but the model stays in every later file of names/: the words
-and their split, the dataset of (context, next character) pairs, the loss over a
-whole split and the sampling of names. It reaches val loss 2.4533 on the lecture's
-list (2.4541 on names/names.txt) in about 2 seconds on a CPU.
-
-    python names/counts.py
-    python names/counts.py --smoothing=0 --num_samples=50
+A name is read between boundary tokens: ".emma." gives the pairs (., e) (e, m) (m, m) (m, a) (a, .). The training
+pairs' counts plus `smoothing`, each row divided by its sum, give P[i, j]: the probability that character j follows
+character i, the bigram model. Its loss is the mean negative log-likelihood of the next characters; names/bigram.py
+learns the same table by gradient descent.
 """
 
 import argparse
@@ -24,131 +15,87 @@ import sys
 from pathlib import Path
 
 import torch
-from torch.nn import functional as F
 
-# hyperparameters (each can be set on the command line: --name=value)
 smoothing = 1.0  # added to every count before the rows are normalised (0: none, and unseen pairs cost inf)
 num_samples = 20  # names sampled after training
 device = "auto"  # 'auto' picks cuda, then mps, then cpu
 data_path = str(Path(__file__).with_name("names.txt"))  # training names: a UTF-8 file, one name per line
 seed = 2147483647  # random seed for torch (the lecture's): the same seed gives the same run
 out_path = ""  # file the sampled names are also written to ('' = printed only)
-HYPERPARAMETERS = [name for name, value in globals().items()  # the names above: --name=value sets them
-                   if not name.startswith("_") and isinstance(value, (bool, int, float, str))]
-LOWEST = dict(num_samples=0, seed=0, smoothing=0)  # the smallest value of each number, checked by parse_args
+HYPERPARAMETERS = [n for n, v in globals().items() if not n.startswith("_") and isinstance(v, (bool, int, float, str))]
+LOWEST = dict(smoothing=0, num_samples=0, seed=0)
+HIGHEST = dict(smoothing=1e30, num_samples=100_000)
 
 
 def check_hyperparameters():
-    """A value no run can use stops the run here, with one line."""
-
-
-# ---- data -----------------------------------------------------------------
-
-def read_words(text):
-    """The names: the file's non-empty lines, stripped."""
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    """A value no run can use stops the run here, in one line; past HIGHEST, memory, time or float32 runs out."""
+    if big := [name for name, high in HIGHEST.items() if globals()[name] > high]:
+        sys.exit(f"error: --{big[0]} must be at most {HIGHEST[big[0]]}, got {globals()[big[0]]}")
 
 
 def build_tokenizer(words):
-    """'.' (a name's start and end) is token 0; the names' own characters follow, sorted."""
-    chars = sorted(set("".join(words)))
-    if "." in chars:
+    """stoi and itos: '.', where a name starts and ends, is token 0; the names' characters follow, sorted."""
+    itos = ["."] + sorted(set("".join(words)))
+    if "." in itos[1:]:
         sys.exit("error: a name contains '.', the token that marks where names start and end")
-    stoi = {ch: i for i, ch in enumerate(["."] + chars)}
-    itos = {i: ch for ch, i in stoi.items()}
-    return stoi, itos
+    return {ch: i for i, ch in enumerate(itos)}, itos
 
 
 def split_words(words):
-    """The lecture's split: shuffled with Python's random seeded 42, then 80% train, 10% val, 10% test."""
-    words = list(words)
-    random.seed(42)
-    random.shuffle(words)
+    """The lecture's split: shuffled in place, Python's random seeded 42; 80% train, 10% val, 10% test (kept aside)."""
+    random.Random(42).shuffle(words)
     n1, n2 = int(0.8 * len(words)), int(0.9 * len(words))
     if n1 == n2:
         sys.exit(f"error: {len(words)} name(s) are too few: the val split (10%) would be empty; give at least 6")
     return words[:n1], words[n1:n2], words[n2:]
 
 
-def build_dataset(words, stoi):
-    """Every (context, next character) pair of the words, each word framed by '.':
-    the context is the one character before: X (N,), Y (N,)."""
-    X, Y = [], []
-    for w in words:
-        context = 0  # '.': the name starts
-        for ch in w + ".":
-            ix = stoi[ch]
-            X.append(context)
-            Y.append(ix)
-            context = ix  # the next context: this character
-    return torch.tensor(X), torch.tensor(Y)
+def build_dataset(words, stoi, torch_device):
+    """Every (character, next character) pair of the words framed by '.': ".emma." gives X = .emma, Y = emma."""
+    X = torch.tensor([stoi[ch] for w in words for ch in "." + w], device=torch_device)  # (N,) each character
+    Y = torch.tensor([stoi[ch] for w in words for ch in w + "."], device=torch_device)  # (N,) the one after it
+    return X, Y
 
 
-# ---- model ----------------------------------------------------------------
-
-class BigramCounts:
-    """Row i of P is the distribution of the character after character i: smoothed counts, normalised."""
-
-    def __init__(self, X, Y, vocab_size):
-        N = torch.bincount(X * vocab_size + Y, minlength=vocab_size**2).view(vocab_size, vocab_size)  # N[i, j]
-        P = N.float() + smoothing
-        self.P = P / P.sum(1, keepdim=True)
-
-    def __call__(self, idx):
-        return self.P[idx].log()  # logits, as a network gives them: softmax(log P[i]) = P[i]
+def count_bigrams(X, Y, vocab_size):
+    """P: row i is the distribution of the character after character i, its smoothed counts normalised."""
+    N = torch.bincount(X * vocab_size + Y, minlength=vocab_size**2).view(vocab_size, vocab_size)  # N[i, j]
+    P = N.float() + smoothing
+    return (P / P.sum(1, keepdim=True)).nan_to_num()  # a row never counted (smoothing 0): 0/0, read as 0
 
 
-# ---- loss and sampling ----------------------------------------------------
-
-@torch.no_grad()
-def split_loss(model, X, Y):
-    """Mean negative log-likelihood of the next character over a whole split, 10,000 pairs at a time."""
-    total = sum(F.cross_entropy(model(X[i:i + 10_000]), Y[i:i + 10_000], reduction="sum").item()
-                for i in range(0, len(X), 10_000))
-    return total / len(X)
+def split_loss(P, X, Y):
+    """Mean negative log-likelihood of the next character over a whole split: inf where a P[i, j] is 0."""
+    return -P[X, Y].log().mean().item()
 
 
-@torch.no_grad()
-def sample_names(model, itos, torch_device):
-    """num_samples names, each drawn a character at a time from the model until it draws '.'."""
-    names = []
-    for _ in range(num_samples):
-        context, name = 0, ""
-        while len(name) < 50:  # a name not ended by 50 characters is cut there
-            probs = F.softmax(model(torch.tensor([context], device=torch_device)), dim=-1)  # (1, vocab_size)
-            ix = torch.multinomial(probs[0], num_samples=1).item()
-            if ix == 0:
-                break
-            name += itos[ix]
-            context = ix
-        names.append(name)
-    return names
+def sample_name(P, itos):
+    """A name drawn a character at a time, each from P's row of the one before, until '.' (or 50 characters)."""
+    ix, name = 0, ""  # '.': the name starts
+    while len(name) < 50:
+        ix = torch.multinomial(P[ix], num_samples=1).item()
+        if ix == 0:
+            break
+        name += itos[ix]
+    return name
 
 
 def main(argv):
     parse_args(argv)  # --name=value for the hyperparameters above
     check_hyperparameters()
     torch_device = pick_device(device)
-    words = read_words(load_text(data_path))
+    words = [line.strip() for line in load_text(data_path).splitlines() if line.strip()]  # the names
     stoi, itos = build_tokenizer(words)
-    train_words, val_words, test_words = split_words(words)  # the test split is kept aside, as in the lecture
-    print(f"{len(stoi)} tokens: '.' and {''.join(list(stoi)[1:])!r}")
-    print(f"{len(words):,} names: {len(train_words):,} train, {len(val_words):,} val, {len(test_words):,} test")
+    splits = {split: build_dataset(w, stoi, torch_device) for split, w in zip(["train", "val"], split_words(words))}
+
     torch.manual_seed(seed)
-    Xtr, Ytr = (t.to(torch_device) for t in build_dataset(train_words, stoi))
-    Xval, Yval = (t.to(torch_device) for t in build_dataset(val_words, stoi))
+    P = count_bigrams(*splits["train"], len(stoi))  # training is counting
+    print(f"{P.numel():,} parameters, training on {torch_device}")
+    for split, (X, Y) in splits.items():
+        print(f"{split} loss {split_loss(P, X, Y):.4f}")
 
-    model = BigramCounts(Xtr, Ytr, len(stoi))  # training is counting
-    print(f"{model.P.numel():,} parameters, training on {torch_device}")
-    train_loss, val_loss = split_loss(model, Xtr, Ytr), split_loss(model, Xval, Yval)
-    print(f"step 0: train loss {train_loss:.4f}, val loss {val_loss:.4f}")
-    print(f"train loss {train_loss:.4f}")
-    print(f"val loss {val_loss:.4f}")
-
-    names = sample_names(model, itos, torch_device)
+    names = [sample_name(P, itos) for _ in range(num_samples)]
     print("\n".join(names))
-    seen = set(train_words)
-    print(f"{sum(name in seen for name in names)} of these {len(names)} names are training names")
     if out_path:
         write_atomically(out_path, "".join(f"{name}\n" for name in names).encode("utf-8"))
 

@@ -5,6 +5,7 @@ import contextlib
 import importlib.util
 import io
 import math
+import os
 import pathlib
 import random
 import re
@@ -22,8 +23,7 @@ BATCHNORM = ["batchnorm", "wavenet"]
 BANNER = "# ---- the same in every script: command line, device, text, files ------------"
 WORDS = ("emma olivia ava isabella sophia mia charlotte amelia harper evelyn abigail emily liam noah"
          " william james oliver benjamin elijah lucas mason logan alexander ethan jacob michael").split()
-TINY = dict(batch_size=8, n_embd=4, n_hidden=8, max_iters=3, eval_interval=2, eval_iters=1,
-            num_samples=3, device="cpu")
+TINY = dict(batch_size=8, n_embd=4, n_hidden=8, max_iters=3, eval_interval=2, num_samples=3, device="cpu")
 
 
 def load(name):
@@ -58,12 +58,18 @@ def run_main(module, argv):
     return code, out.getvalue(), err.getvalue()
 
 
-@pytest.fixture(autouse=True)
-def python_random_kept():
-    """The scripts seed Python's random for the lecture's shuffle: other tests get theirs back."""
-    state = random.getstate()
-    yield
-    random.setstate(state)
+def model_of(module, vocab_size):
+    """The script's model: bigram.py's is an embedding table of logits, built in its main()."""
+    for name in ("MLP", "WaveNet"):
+        if hasattr(module, name):
+            return getattr(module, name)(vocab_size)
+    return torch.nn.Embedding(vocab_size, vocab_size)
+
+
+def dataset(module, words):
+    """(stoi, X, Y) of the words, on the CPU."""
+    stoi, _ = module.build_tokenizer(words)
+    return (stoi, *module.build_dataset(words, stoi, "cpu"))
 
 
 @pytest.fixture
@@ -75,6 +81,13 @@ def words_file(tmp_path):
 
 def tiny_run(name, monkeypatch, words_file, *args, **overrides):
     return run_main(tiny(name, monkeypatch, **overrides), [f"--data_path={words_file}", *args])
+
+
+def write(directory, text):
+    path = directory / "data" / "words.txt"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 # ---- the files ----------------------------------------------------------------------
@@ -114,7 +127,7 @@ def test_the_step_count_is_max_iters_as_in_the_series():
 
 def test_the_boundary_is_token_0_then_the_sorted_characters():
     stoi, itos = load("counts").build_tokenizer(["bob", "ada"])
-    assert stoi == {".": 0, "a": 1, "b": 2, "d": 3, "o": 4} and itos == {i: ch for ch, i in stoi.items()}
+    assert stoi == {".": 0, "a": 1, "b": 2, "d": 3, "o": 4} and itos == [".", "a", "b", "d", "o"]
 
 
 def test_characters_beyond_a_to_z_join_the_vocabulary():
@@ -128,23 +141,42 @@ def test_a_dot_in_a_name_is_a_one_line_error():
     assert "\n" not in stop.value.code
 
 
-def test_words_are_the_non_empty_stripped_lines():
-    assert load("counts").read_words("emma\n\n  liam \r\n\t\nava") == ["emma", "liam", "ava"]
+def test_the_names_are_the_files_non_empty_lines_stripped(monkeypatch, tmp_path):
+    module = tiny("counts", monkeypatch)
+    read = []
+
+    def split_words(words):
+        read.extend(words)
+        raise SystemExit(0)  # the names are read: no need for the rest of the run
+
+    monkeypatch.setattr(module, "split_words", split_words)
+    path = write(tmp_path, "emma\n\n  liam \r\n\t\nava")
+    run_main(module, [f"--data_path={path}"])
+    assert read == ["emma", "liam", "ava"]
 
 
 def test_the_split_is_the_lectures_shuffle_then_80_10_10():
     words = [f"name{i}" for i in range(101)]
     expected = list(words)
-    random.seed(42)
-    random.shuffle(expected)
+    random.Random(42).shuffle(expected)  # the lecture's random.seed(42); random.shuffle(words)
     train, val, test = load("counts").split_words(words)
     assert (train, val, test) == (expected[:80], expected[80:90], expected[90:])
 
 
+def test_the_split_leaves_pythons_own_random_as_it_was():
+    state = random.getstate()
+    load("counts").split_words([f"name{i}" for i in range(10)])
+    assert random.getstate() == state
+
+
+def test_a_pair_is_each_character_and_the_next_of_the_name_framed_by_dots():
+    stoi, X, Y = dataset(load("counts"), ["emma"])
+    e, m, a = stoi["e"], stoi["m"], stoi["a"]
+    assert X.tolist() == [0, e, m, m, a] and Y.tolist() == [e, m, m, a, 0]
+
+
 def test_the_context_slides_one_character_at_a_time(monkeypatch):
-    module = tiny("mlp", monkeypatch, block_size=3)
-    stoi, _ = module.build_tokenizer(["emma"])
-    X, Y = module.build_dataset(["emma"], stoi)
+    stoi, X, Y = dataset(tiny("mlp", monkeypatch, block_size=3), ["emma"])
     e, m, a = stoi["e"], stoi["m"], stoi["a"]
     assert X.tolist() == [[0, 0, 0], [0, 0, e], [0, e, m], [e, m, m], [m, m, a]]
     assert Y.tolist() == [e, m, m, a, 0]
@@ -155,26 +187,37 @@ def test_the_context_slides_one_character_at_a_time(monkeypatch):
 def test_counts_loss_is_the_smoothed_count_nll():
     module = load("counts")
     words = ["ab", "abb", "ba"]
-    stoi, _ = module.build_tokenizer(words)
-    X, Y = module.build_dataset(words, stoi)
+    stoi, X, Y = dataset(module, words)
     pairs = [(a, b) for w in words for a, b in zip("." + w, w + ".")]
     count = {pair: pairs.count(pair) for pair in pairs}
     nll = -sum(math.log((count[a, b] + 1) / (sum(n for (x, _), n in count.items() if x == a) + len(stoi)))
                for a, b in pairs) / len(pairs)
-    assert module.split_loss(module.BigramCounts(X, Y, len(stoi)), X, Y) == pytest.approx(nll, abs=1e-6)
+    assert module.split_loss(module.count_bigrams(X, Y, len(stoi)), X, Y) == pytest.approx(nll, abs=1e-6)
+
+
+@pytest.mark.parametrize("pair", ["ba", "ca"], ids=["in-a-counted-row", "in-a-row-never-counted"])
+def test_without_smoothing_a_pair_unseen_in_training_costs_inf(pair, monkeypatch):
+    module = tiny("counts", monkeypatch, smoothing=0.0)
+    stoi, X, Y = dataset(module, ["ab", "c"])
+    P = module.count_bigrams(X[:3], Y[:3], len(stoi))  # the pairs of "ab" alone
+    assert module.split_loss(P, torch.tensor([stoi[pair[0]]]), torch.tensor([stoi[pair[1]]])) == math.inf
+
+
+def test_counts_prints_each_loss_once_and_no_step_line(monkeypatch, words_file):
+    _, out, _ = tiny_run("counts", monkeypatch, words_file)
+    assert [line.split()[0] for line in out.splitlines() if "loss" in line] == ["train", "val"]
 
 
 def test_the_bigram_learns_the_count_tables_loss(monkeypatch):
     counts, bigram = load("counts"), tiny("bigram", monkeypatch, batch_size=512, max_iters=100,
                                            eval_interval=1000, learning_rate=0.5)
     monkeypatch.setattr(counts, "smoothing", 0.0)  # the unsmoothed table: the lowest loss on its own pairs
-    stoi, _ = counts.build_tokenizer(WORDS)
-    X, Y = counts.build_dataset(WORDS, stoi)
+    stoi, X, Y = dataset(counts, WORDS)
     torch.manual_seed(0)
-    model = bigram.Bigram(len(stoi))
+    model = model_of(bigram, len(stoi))
     with contextlib.redirect_stdout(io.StringIO()):
         bigram.train(model, {"train": (X, Y), "val": (X, Y)})
-    best = counts.split_loss(counts.BigramCounts(X, Y, len(stoi)), X, Y)
+    best = counts.split_loss(counts.count_bigrams(X, Y, len(stoi)), X, Y)
     assert best <= bigram.split_loss(model, X, Y) < best + 0.05
 
 
@@ -224,7 +267,7 @@ def test_flatten_consecutive_is_a_reshape_that_drops_a_last_dim_of_1():
     assert torch.equal(flatten(x[:, :2]), x[:, :2].reshape(3, 10))
 
 
-# ---- the models -----------------------------------------------------------------------
+# ---- the models and their training --------------------------------------------------------
 
 @pytest.mark.parametrize("name, model, parameters", [
     ("mlp", "MLP", 11_897), ("batchnorm", "MLP", 12_097), ("wavenet", "WaveNet", 76_579)])
@@ -232,29 +275,46 @@ def test_the_defaults_are_the_lectures_sizes(name, model, parameters):
     assert sum(p.numel() for p in getattr(load(name), model)(27).parameters()) == parameters
 
 
-def model_of(module, vocab_size):
-    return next(getattr(module, c) for c in ("Bigram", "MLP", "WaveNet") if hasattr(module, c))(vocab_size)
-
-
 @pytest.mark.parametrize("name", TRAINED)
 def test_a_batch_of_contexts_gives_a_row_of_logits_each(name, monkeypatch):
     module = tiny(name, monkeypatch)
-    stoi, _ = module.build_tokenizer(WORDS)
-    X, _ = module.build_dataset(WORDS[:4], stoi)
+    stoi, X, _ = dataset(module, WORDS[:4])
     assert model_of(module, len(stoi))(X).shape == (len(X), len(stoi))
 
 
 @pytest.mark.parametrize("name", TRAINED)
 def test_a_few_training_steps_lower_the_loss(name, monkeypatch):
     module = tiny(name, monkeypatch, max_iters=30, eval_interval=100, batch_size=32, learning_rate=1e-2)
-    stoi, _ = module.build_tokenizer(WORDS)
-    X, Y = module.build_dataset(WORDS, stoi)
+    stoi, X, Y = dataset(module, WORDS)
     torch.manual_seed(0)
     model = model_of(module, len(stoi))
     before = module.split_loss(model, X, Y)
     with contextlib.redirect_stdout(io.StringIO()):
         module.train(model, {"train": (X, Y), "val": (X, Y)})
     assert module.split_loss(model, X, Y) < before - 0.1
+
+
+@pytest.mark.parametrize("name", BATCHNORM)
+def test_the_evaluations_during_training_leave_the_training_as_it_was(name, monkeypatch):
+    module = tiny(name, monkeypatch, max_iters=6)
+    stoi, X, Y = dataset(module, WORDS)
+    trained = []
+    for every in (1, 100):  # an evaluation after every step, or only before the first
+        monkeypatch.setattr(module, "eval_interval", every)
+        torch.manual_seed(0)
+        model = model_of(module, len(stoi))
+        with contextlib.redirect_stdout(io.StringIO()):
+            module.train(model, {"train": (X, Y), "val": (X, Y)})
+        trained.append(model.state_dict())  # BatchNorm's running estimates among the weights
+    assert all(torch.equal(trained[0][key], trained[1][key]) for key in trained[0])
+
+
+def test_a_loss_that_is_not_finite_ends_the_run_in_one_line():
+    model = torch.nn.Embedding(3, 3)
+    torch.nn.init.constant_(model.weight, math.nan)  # the weights of a training that blew up
+    with pytest.raises(SystemExit, match=r"^error: the loss is not finite") as stop:
+        load("bigram").split_loss(model, torch.tensor([0, 1]), torch.tensor([1, 2]))
+    assert "\n" not in stop.value.code
 
 
 # ---- a run ------------------------------------------------------------------------------
@@ -265,15 +325,14 @@ def test_the_last_loss_line_is_val_loss_then_the_names(name, monkeypatch, words_
     lines = out.splitlines()
     last = max(i for i, line in enumerate(lines) if re.match(r"(step \d+: )?(train|val) loss", line))
     assert code == 0 and re.fullmatch(r"val loss \d+\.\d{4}", lines[last])
-    assert len(lines) == last + 5 and all(re.fullmatch("[a-z]*", n) for n in lines[last + 1:last + 4])
-    assert re.fullmatch(r"\d of these 3 names are training names", lines[-1])
+    assert len(lines) == last + 4 and all(re.fullmatch("[a-z]*", n) for n in lines[last + 1:])
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_out_path_gets_the_printed_names(name, monkeypatch, words_file, tmp_path):
     out_file = tmp_path / "names_out.txt"
     code, out, _ = tiny_run(name, monkeypatch, words_file, f"--out_path={out_file}")
-    assert code == 0 and out_file.read_text(encoding="utf-8").splitlines() == out.splitlines()[-4:-1]
+    assert code == 0 and out_file.read_text(encoding="utf-8").splitlines() == out.splitlines()[-3:]
 
 
 @pytest.mark.parametrize("name, layers", [("batchnorm", 1), ("wavenet", 3)])
@@ -285,13 +344,16 @@ def test_the_health_check_has_a_line_per_tanh_layer_before_the_val_loss(name, la
     assert len(health) == layers and health[-1] < lines.index(next(l for l in lines if l.startswith("val loss")))
 
 
-@pytest.mark.parametrize("name", BATCHNORM)
-def test_a_plot_without_matplotlib_is_a_note_and_no_file(name, monkeypatch, words_file, tmp_path):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib... raises ImportError
-    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    code, out, _ = tiny_run(name, monkeypatch, words_file, f"--plot_path={tmp_path / 'tanh.png'}")
-    assert code == 0 and len([l for l in out.splitlines() if "matplotlib" in l]) == 1
-    assert not (tmp_path / "tanh.png").exists()
+def test_a_plot_without_matplotlib_is_refused_before_the_training(tmp_path, words_file):
+    fake = tmp_path / "fake" / "matplotlib"  # a matplotlib that cannot be imported, as a broken install
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('matplotlib is broken here')\n", encoding="utf-8")
+    args = [f"--{key}={value}" for key, value in TINY.items()]
+    result = subprocess.run([sys.executable, str(NAMES / "batchnorm.py"), *args, f"--data_path={words_file}",
+                             f"--plot_path={tmp_path / 'tanh.png'}"], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path / "fake")}, timeout=60)
+    assert result.returncode == 1 and result.stdout == ""  # no line of the training
+    assert result.stderr == "error: --plot_path needs matplotlib (pip install matplotlib)\n"
 
 
 def test_a_plot_with_matplotlib_is_drawn(monkeypatch, words_file, tmp_path):
@@ -312,17 +374,17 @@ BAD = {
     "block_size 0 (batchnorm)": ("batchnorm", lambda d: ["--block_size=0"], "--block_size"),
     "block_size 0 (wavenet)": ("wavenet", lambda d: ["--block_size=0"], "--block_size"),
     "block_size 6 (wavenet)": ("wavenet", lambda d: ["--block_size=6"], "power of 2"),
+    "block_size 128 (wavenet)": ("wavenet", lambda d: ["--block_size=128"], "--block_size"),
     "batch_size 1 (batchnorm)": ("batchnorm", lambda d: ["--batch_size=1"], "--batch_size"),
+    "an absurd n_hidden": ("mlp", lambda d: ["--n_hidden=100000000"], "--n_hidden"),
+    "an absurd batch_size": ("bigram", lambda d: ["--batch_size=2000000000"], "--batch_size"),
+    "a huge num_samples": ("counts", lambda d: ["--num_samples=2000000000"], "--num_samples"),
+    "a negative learning_rate": ("bigram", lambda d: ["--learning_rate=-1"], "--learning_rate"),
+    "a min_lr past float32 in AdamW": ("wavenet", lambda d: ["--min_lr=1e38"], "--min_lr"),
     "a plot that is not an image": ("batchnorm", lambda d: [f"--plot_path={d / 'tanh.txt'}"], ".png"),
     "a negative smoothing": ("counts", lambda d: ["--smoothing=-1"], "--smoothing"),
+    "a smoothing past float32": ("counts", lambda d: ["--smoothing=1e308"], "--smoothing"),
 }
-
-
-def write(directory, text):
-    path = directory / "data" / "words.txt"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 @pytest.mark.parametrize("case", list(BAD))
@@ -333,7 +395,7 @@ def test_a_bad_input_is_one_line_and_nothing_written(case, monkeypatch, tmp_path
     before = sorted(tmp_path.rglob("*"))
     code, out, err = run_main(module, [*args, f"--out_path={tmp_path / 'out.txt'}"])
     assert code == 1 and err.startswith("error: ") and err.count("\n") == 1 and fragment in err
-    assert "step" not in out and sorted(tmp_path.rglob("*")) == before
+    assert out == "" and sorted(tmp_path.rglob("*")) == before
 
 
 def test_a_bad_input_run_as_a_user_is_one_line_without_a_traceback(tmp_path):
