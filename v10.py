@@ -432,6 +432,7 @@ def train(model, train_data, val_data, text_id=None, state=None, val_chars=0):
 
 
 def main(argv):
+    sys.stdout = open(os.devnull, "w") if RANK else sys.stdout  # one voice: process 0 prints for the run
     given = parse_args(argv)  # --name=value for the hyperparameters above
     state = open_checkpoint(argv, given)  # None for a fresh run
     check_hyperparameters()  # this command's values, with the saved run's
@@ -440,7 +441,6 @@ def main(argv):
         torch_device = pick_device(f"cuda:{LOCAL_RANK}") if torch_device.type == "cuda" else torch_device
         timeout = datetime.timedelta(seconds=dist_timeout)
         dist.init_process_group("nccl" if torch_device.type == "cuda" else "gloo", timeout=timeout)
-        sys.stdout = open(os.devnull, "w") if RANK else sys.stdout  # one voice: process 0 prints for the run
     torch.manual_seed(seed + RANK)  # each process its own dropout masks; batches have their own generator
     if torch_device.type == "cuda":
         torch.cuda.set_device(torch_device)  # the GPU that compiled kernels are built and cached for

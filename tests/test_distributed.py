@@ -73,53 +73,40 @@ def assert_same_run(got, expected):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, small_text):
-    """The same tiny run in one process and in two processes, each with its checkpoint at step 8."""
+    """A tiny run in one process to step 8, and the same run stopped at step 4 in one process and taken on to step 8
+    by two: each with its checkpoint at step 8."""
     one, two = tmp_path_factory.mktemp("one"), tmp_path_factory.mktemp("two")
     code, one_out = run_here(args(one, small_text))
     assert code == 0
-    results = finish(start(args(two, small_text)))
+    with pytest.MonkeyPatch.context() as monkeypatch:  # stopped as by Ctrl-C while step 4 draws its batch
+        assert run_here(args(two, small_text), monkeypatch, stop_after=4)[0] == 130
+    results = finish(start(args(two, small_text) + ["--resume=True"]))
     assert [code for code, _, _ in results] == [0, 0], results[0][2] + results[1][2]
     return {"one": (one, one_out), "two": (two, results)}
 
 
-def test_two_processes_train_the_one_process_run(runs):
+def test_two_processes_take_a_one_process_run_on_as_one_process_would(runs):
     (_, one_out), (_, results) = runs["one"], runs["two"]
-    assert_same_run(losses(results[0][1]), losses(one_out))
-    assert len(losses(one_out)) == 5
+    assert [step for step, _, _ in losses(one_out)] == [0, 2, 4, 6, 8]
+    assert_same_run(losses(results[0][1]), losses(one_out)[2:])  # steps 4 (as saved), 6 and 8
 
 
 def test_only_process_0_prints(runs):
     _, results = runs["two"]
-    assert results[0][1].splitlines()[0].endswith("training on cpu")
+    assert results[0][1].splitlines()[0].endswith("saved at step 4")
     assert results[1][1] == ""
 
 
-@pytest.fixture(scope="module")
-def resumed_in_one_process(runs, tmp_path_factory, small_text):
-    """The one-process checkpoint, resumed in one process up to step 12: the reference."""
-    folder = tmp_path_factory.mktemp("resumed")
-    shutil.copy(runs["one"][0] / "ckpt.pt", folder / "ckpt.pt")
-    code, out = run_here([f"--ckpt_path={folder / 'ckpt.pt'}", "--resume=True", "--max_iters=12", "--out_path=",
-                          f"--data_path={small_text}", "--device=cpu"])
-    assert code == 0
-    return losses(out)
-
-
-def test_a_checkpoint_of_two_processes_resumes_in_one(runs, resumed_in_one_process, tmp_path, small_text):
-    shutil.copy(runs["two"][0] / "ckpt.pt", tmp_path / "ckpt.pt")
-    code, out = run_here([f"--ckpt_path={tmp_path / 'ckpt.pt'}", "--resume=True", "--max_iters=12",
-                          "--out_path=", f"--data_path={small_text}", "--device=cpu"])
-    assert code == 0
-    assert_same_run(losses(out), resumed_in_one_process)
-
-
-def test_a_checkpoint_of_one_process_resumes_in_two(runs, resumed_in_one_process, tmp_path, small_text):
-    shutil.copy(runs["one"][0] / "ckpt.pt", tmp_path / "ckpt.pt")
-    results = finish(start([f"--ckpt_path={tmp_path / 'ckpt.pt'}", "--resume=True", "--max_iters=12",
-                            "--out_path=", f"--data_path={small_text}", "--device=cpu"]))
-    assert [code for code, _, _ in results] == [0, 0], results[0][2]
-    assert_same_run(losses(results[0][1]), resumed_in_one_process)
-    assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["step"] == 12
+def test_a_checkpoint_of_two_processes_resumes_in_one(runs, tmp_path, small_text):
+    resumed = {}
+    for name in ("one", "two"):  # the one-process checkpoint is the reference
+        shutil.copy(runs[name][0] / "ckpt.pt", tmp_path / f"{name}.pt")
+        code, out = run_here([f"--ckpt_path={tmp_path / f'{name}.pt'}", "--resume=True", "--max_iters=12",
+                              "--out_path=", f"--data_path={small_text}", "--device=cpu"])
+        assert code == 0
+        resumed[name] = losses(out)
+    assert_same_run(resumed["two"], resumed["one"])
+    assert [step for step, _, _ in resumed["one"]] == [8, 10, 12]
 
 
 def test_the_saved_weights_carry_no_ddp_prefix(runs):
