@@ -34,6 +34,10 @@ def tokens_per_step(script, args):
 
 def run(script, args):
     """Run `python script args...`, echoing and timestamping each line; return the record."""
+    code = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),  # the code as it starts: edits during the
+            "commit": (git("rev-parse", "--short", "HEAD") or "unknown")  # run change neither; -dirty: the script
+                      + "-dirty" * bool(git("status", "-s", "--", str(ROOT / script))),  # is not HEAD's
+            "blob": git("hash-object", str(ROOT / script)) or None}
     start, lines = time.perf_counter(), []
     name = Path(script).name if Path(script).is_absolute() else str(script)  # as run from the root: names/mlp.py
     threads = [f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"] if "OMP_NUM_THREADS" in os.environ else []
@@ -48,11 +52,7 @@ def run(script, args):
         import torch
         device = torch.cuda.get_device_name(torch.device(device))
     return {"script": name, "args": args, "command": shlex.join(threads + ["python", name, *args]),
-            "returncode": returncode, "device": device, "torch": importlib.metadata.version("torch"),
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "commit": (git("rev-parse", "--short", "HEAD") or "unknown")  # -dirty: the script is not HEAD's
-                      + "-dirty" * bool(git("status", "-s", "--", str(ROOT / script))),
-            "blob": git("hash-object", str(ROOT / script)) or None,
+            "returncode": returncode, "device": device, "torch": importlib.metadata.version("torch"), **code,
             "tokens_per_step": tokens_per_step(script, args) if returncode == 0 else None,
             "wall_time": round(wall_time, 2), "lines": lines}
 
