@@ -199,10 +199,11 @@ def test_an_out_path_that_is_a_file_of_the_project_in_any_folder_is_refused(name
     assert (ROOT / name).read_bytes() == before
 
 
-def test_a_script_of_names_may_not_write_over_a_script_of_the_series(tmp_path):
+def test_a_script_of_names_may_not_write_over_a_script_of_the_series():
     before = (ROOT / "v10.py").read_bytes()
-    result = run_script("names/counts", "--device=cpu", f"--out_path={ROOT / 'v10.py'}", cwd=tmp_path)
-    assert result.returncode == 1 and result.stderr.startswith(f"error: --out_path={ROOT / 'v10.py'} exists")
+    with pytest.raises(SystemExit) as exit_info:
+        load_script("names/counts").main(["--device=cpu", f"--out_path={ROOT / 'v10.py'}"])
+    assert str(exit_info.value.code).startswith(f"error: --out_path={ROOT / 'v10.py'} exists")
     assert (ROOT / "v10.py").read_bytes() == before
 
 
