@@ -190,9 +190,10 @@ class KVCache:
 
     def add(self, k, v):
         """The new tokens' keys and values (B, nh, T_new, hs) after the cached ones: the last block_size of them."""
-        self.k, self.v = ((new if old is None else torch.cat((old, new), dim=2))[:, :, -block_size:]
-                          for old, new in ((self.k, k), (self.v, v)))  # (B, nh, min(T + T_new, block_size), hs)
         self.position += k.size(2)
+        if self.k is not None:  # after the cached ones: (B, nh, T + T_new, hs)
+            k, v = torch.cat((self.k, k), dim=2), torch.cat((self.v, v), dim=2)
+        self.k, self.v = k[:, :, -block_size:], v[:, :, -block_size:]  # past block_size the oldest drop out
         return self.k, self.v
 
 
