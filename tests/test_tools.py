@@ -308,3 +308,14 @@ def test_sampling_loss_compares_the_recomputed_window_with_the_cache_on_the_same
 def test_sampling_refuses_what_it_cannot_measure_in_two_lines(args, tmp_path, capsys):
     (tmp_path / "text.pt").write_text("not a checkpoint")
     short_exit(load("sampling").main, [a.format(tmp=tmp_path) for a in args], capsys)
+
+
+def test_a_records_own_data_and_label_name_its_text_and_its_line_in_the_legend():
+    own = record(args=["--data_path=/tmp/slice.txt"], data="the first lines of input.txt", label="batch 16")
+    assert training_logs.data(own) == "the first lines of input.txt"
+    assert training_logs.data(record(args=["--data_path=/tmp/slice.txt"])) == "/tmp/slice.txt"
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+    figure = training_logs.draw([own], Figure)
+    assert [text.get_text() for text in figure.axes[0].get_legend().get_texts()] == [
+        "v7 (NVIDIA H100 80GB HBM3, batch 16)"]

@@ -6,7 +6,8 @@ A folder stands for every record under it, its own before its subfolders': `pyth
 --plot=loss_curves.png` keeps every run, names/ too. The Summary (bits per character beside the loss: from v10 on
 the loss is per BPE token, not per character) and the Speed table (v5-v9, whose loss is per character, on the
 classic corpus), then each run, its output verbatim; names/ and tools after the series. A record's "version"
-replaces its script's name. Only --plot needs matplotlib (optional); it is refused, before any work, without it."""
+replaces its script's name, its "data" the name of its text, and its "label" joins its name in the plot's legend.
+Only --plot needs matplotlib (optional); it is refused, before any work, without it."""
 
 import argparse
 import io
@@ -90,7 +91,9 @@ def arg(record, name):
     return next((value for key, value in reversed(list(zip(words, words[1:]))) if key == f"--{name}"), None)
 
 
-def data(record):  # the project's own text (names/ has its own), a reference corpus by name, else the path given
+def data(record):  # the record's own name for its text, the project's (names/ has its own), a corpus by name, the path
+    if record.get("data"):
+        return record["data"]
     own, path = "names/names.txt" if record["script"].startswith("names/") else "input.txt", arg(record, "data_path")
     return own if path is None else {"tinyshakespeare.txt": CLASSIC, "names.txt": LECTURE}.get(Path(path).name, path)
 
@@ -188,7 +191,8 @@ def draw(records, Figure):
             seconds, step, val_bits = zip(*bits_per_char(run))
             style = {"color": COLOURS[SERIES.index(version(run)) % len(COLOURS)], "linewidth": 1.2,
                      "linestyle": ["-", "--", ":", "-."][n % 4], "label": f"{version(run)} ({run['device']}"
-                     + (f", seed {arg(run, 'seed')})" if arg(run, "seed") else ")")}
+                     + (f", seed {arg(run, 'seed')}" if arg(run, "seed") else "") + (f", {run['label']})" if
+                                                                                  run.get("label") else ")")}
             column[0].plot(step, val_bits, **style)
             column[1].plot(seconds, val_bits, **style)
         column[0].set(title=corpus, xlabel="step")
