@@ -28,7 +28,7 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 # hyperparameters (each can be set on the command line: --name=value)
-batch_size = 32  # independent sequences processed in parallel: v9's 64 x 256 characters, in about as many tokens
+batch_size = 32  # independent sequences processed in parallel: 32 x 256 tokens, about 16,000 characters a step
 block_size = 256  # maximum context length for predictions, in tokens
 max_iters = 2000  # optimizer steps
 eval_interval = 100  # steps between loss estimates
