@@ -105,8 +105,8 @@ def version(record):
 def summary(record):
     (train, val, val_bits, best), points = losses(record), steps(record)
     count = next((int(m[1].replace(",", "")) for _, t in record["lines"] if (m := PARAMETERS_LINE.match(t))), None)
-    label = version(record) + (f" ({record['label']})" if record.get("label") else "")
-    return {"version": label, "data": data(record), "device": record["device"], "parameters": count,
+    label = f" ({record['label']})" if record.get("label") else ""
+    return {"version": version(record) + label, "data": data(record), "device": record["device"], "parameters": count,
             "steps": points[-1][1] if points else None, "final train loss": train, "final val loss": val,
             "final val bits/char": val_bits, "best val loss": best,
             "wall time (s)": record["wall_time"], "commit": record["commit"]}
@@ -154,8 +154,8 @@ def speed_section(records):
 
 
 def run_section(record):
-    seed = arg(record, "seed")
-    return [f"### {version(record)}" + (f" ({record['label']})" if record.get("label") else "") + f" on {data(record)}" + (f", seed {seed}" if seed else ""), "",
+    seed, label = arg(record, "seed"), f" ({record['label']})" if record.get("label") else ""
+    return [f"### {version(record)}{label} on {data(record)}" + (f", seed {seed}" if seed else ""), "",
             f"- command: `{record['command']}`", f"- device: {record['device']}; PyTorch {record['torch']}",
             f"- date: {record['date']}; commit {record['commit']}; wall time {record['wall_time']:.1f} s",
             f"- script: {record['script']}, git blob {record['blob'] or 'unknown'}",
