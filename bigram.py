@@ -2,7 +2,7 @@
 
 The first file of the series. Everything but the model stays in every later file:
 the character tokenizer, the train/val split, batching, loss estimates, the
-training loop and sampling. It reaches a val loss near 2.5 in seconds on a CPU.
+training loop and sampling. It trains in seconds on a CPU.
 
     python bigram.py
     python bigram.py --max_iters=500 --data_path=other.txt

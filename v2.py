@@ -3,8 +3,7 @@
 New in this file, after bigram.py: tokens are embedded in n_embd dimensions, a
 learned position embedding says where each one stands, and a single self-attention
 head lets every position gather information from the positions before it. A linear
-layer (lm_head) turns the result into next-character logits. It reaches a val loss
-near 2.4 in well under a minute on a CPU.
+layer (lm_head) turns the result into next-character logits.
 
     python v2.py
 """

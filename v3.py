@@ -2,7 +2,7 @@
 
 New in this file, after v2.py: n_head self-attention heads of size n_embd // n_head
 each attend independently, so each can look for something different; their outputs
-are concatenated back to n_embd dimensions. It reaches a val loss near 2.3 on a CPU.
+are concatenated back to n_embd dimensions.
 
     python v3.py
 """

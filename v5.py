@@ -4,7 +4,7 @@ New in this file, after v4.py: pre-norm LayerNorm before attention and before th
 feed-forward network in every Block, and a final one before lm_head, keep a deeper
 stack trainable; dropout on the attention weights and the sub-layers' outputs fights
 overfitting; weights start from N(0, 0.02). 6 layers of 6 heads, 384 wide, 256
-characters of context: sized for a GPU, where val loss nears 1.6; sample in output.txt.
+characters of context: sized for a GPU; the sample is kept in output.txt.
 
     python v5.py                                   # on a GPU
     python v5.py --batch_size=32 --block_size=64 --n_embd=128 --n_head=4 --n_layer=4 --max_iters=2000 --eval_iters=50
