@@ -491,7 +491,7 @@ def main(argv):
         torch.set_float32_matmul_precision("high")  # TF32 tensor cores for the matmuls left in float32
     text = "" if sample_only else load_text(data_path)  # sampling needs only the saved merges
     train_text, val_text = ("", "") if sample_only else split_data(text)  # by characters, before the tokenizer learns
-    if vocab_size - 256 >= max(1, len(train_text.encode("utf-8"))) and not state:  # each merge shortens the text
+    if vocab_size - 256 >= len(train_text.encode("utf-8")) and not state:  # each merge shortens the text by one
         sys.exit(f"error: --vocab_size={vocab_size} needs more merges than the training text has bytes")
     merges = state["merges"] if state else train_bpe(train_text, vocab_size)  # the train split's, only
     if len(merges) < vocab_size - 256:  # the whole train split became one token: nothing to train on

@@ -7,6 +7,7 @@ import shlex
 import shutil
 import signal
 import sys
+import time
 
 import pytest
 import torch
@@ -178,11 +179,15 @@ def test_sigterm_from_outside_saves_and_exits_143(tmp_path, small_text):
                   *args(tmp_path, small_text, max_iters=10**5, eval_interval=10**5)], cwd=tmp_path) as started:
         first = [started.line(), started.line()]
         assert first[0].endswith("training on cpu\n") and first[1].startswith("step 0:")
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "ckpt.pt").exists() and time.monotonic() < deadline:  # step 0 saved: training runs
+            time.sleep(0.01)
         started.process.send_signal(signal.SIGTERM)
         code, rest, stderr = started.wait()
     assert code == 143 and stderr == ""
     state = torch.load(tmp_path / "ckpt.pt", weights_only=True)
-    assert step_lines("".join(first) + rest)[-1].startswith(f"step {state['step']}: train loss")  # saved as it ended
+    assert state["step"] > 0  # the signal came while training: the step it ended is saved, and evaluated
+    assert step_lines("".join(first) + rest)[-1].startswith(f"step {state['step']}: train loss")
 
 
 def test_a_second_signal_stops_at_once(tmp_path, small_text, monkeypatch):

@@ -2,6 +2,8 @@
 and after training goes through torch's own argument checks. A device without an index where one is needed, an
 index past the GPUs or a backend a GPU cannot use fails here as it would on a GPU; the tensors stay on the CPU."""
 
+import sys
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -113,6 +115,7 @@ def test_the_check_fails_for_a_device_without_an_index_as_set_device_does(monkey
 def test_under_torchrun_each_process_takes_its_local_gpu_and_joins_over_nccl(name, monkeypatch, small_text):
     for variable, value in {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"}.items():
         monkeypatch.setenv(variable, value)  # process 1 of 2, as torchrun starts it
+    monkeypatch.setattr(sys, "stdout", sys.stdout)  # process 1 sends its stdout to /dev/null: pytest's comes back
     cuda = FakeCuda(monkeypatch, count=2)
     joined = []
     monkeypatch.setattr(dist, "init_process_group", lambda backend, **kwargs: joined.append((backend, kwargs)))

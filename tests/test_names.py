@@ -354,6 +354,7 @@ def test_a_plot_without_matplotlib_is_refused_before_the_training(tmp_path, word
                             env={**os.environ, "PYTHONPATH": str(tmp_path / "fake")}, timeout=60)
     assert result.returncode == 1 and result.stdout == ""  # no line of the training
     assert result.stderr == "error: --plot_path needs matplotlib (pip install matplotlib)\n"
+    assert not (tmp_path / "tanh.png").exists()
 
 
 def test_a_plot_with_matplotlib_is_drawn(monkeypatch, words_file, tmp_path):
