@@ -13,6 +13,7 @@ import math
 import os
 import re
 import sys
+import tokenize
 from pathlib import Path
 
 import torch
@@ -38,7 +39,7 @@ out_path = ""  # file the sample is also written to ('' = printed only)
 compile = True  # torch.compile the training step on CUDA (never on CPU or mps)
 HYPERPARAMETERS = [name for name, value in globals().items()  # the names above: --name=value sets them
                    if not name.startswith("_") and isinstance(value, (bool, int, float, str))]
-# the smallest value of each number, checked by parse_args
+# the smallest value of each number, checked by parse_args; an int makes it whole (a size, a count)
 LOWEST = dict(batch_size=1, block_size=1, max_iters=0, eval_interval=1, max_new_tokens=0, seed=0,
               eval_iters=1, n_embd=1, n_head=1, n_layer=1)
 
@@ -256,38 +257,38 @@ def main(argv):
 # ---- the same in every script: command line, device, text, files ------------
 
 def parse_args(argv):
-    """Set the hyperparameters above from --name=value or --name value, check them alone; return the names given."""
-    comments = dict(re.findall(r"^(\w+) = .*?  # (.*)$", Path(__file__).read_text(encoding="utf-8"), re.M))
+    """Set the hyperparameters above from --name=value or --name value, each checked alone; return the names given."""
+    with tokenize.open(__file__) as source:  # Python's own reading of this file: a '#' in a string is no comment
+        comments = {token.line.split("=")[0].rstrip(): token.string.lstrip("# ")  # name = value  # comment
+                    for token in tokenize.generate_tokens(source.readline) if token.type == tokenize.COMMENT}
     parser = argparse.ArgumentParser(prog=f"python {Path(__file__).name}", usage="%(prog)s [--name=value ...]",
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False, argument_default=argparse.SUPPRESS)
-    for name, kind in [(n, type(globals()[n])) for n in HYPERPARAMETERS]:  # typed by its default
-        parser.add_argument(f"--{name}", type={bool: boolean}.get(kind, kind), metavar=kind.__name__,
-                            help=f"{comments[name]} (default: {globals()[name]})".replace("%", "%%"))
+    for name, kind in [(name, type(globals()[name])) for name in HYPERPARAMETERS]:  # a number takes any number
+        parser.add_argument(f"--{name}", type={bool: str.lower, str: str}.get(kind, float), metavar=kind.__name__,
+                            choices=["true", "false", "1", "0"] if kind is bool else None,
+                            help=f"{comments.get(name, '')} (default: {globals()[name]})".replace("%", "%%"))
     given = vars(parser.parse_args(argv))
-    if bad := [n for n, value in given.items() if type(value) in (int, float)  # no NaN, inf, or int past 2**31
-               and not abs(value) < (2**31 if type(value) is int else math.inf)]:
-        parser.error(f"argument --{bad[0]}: must be finite, and an integer below 2**31 in size; got {given[bad[0]]}")
-    globals().update(given)
-    for name, low in LOWEST.items():
-        if globals()[name] < low:
-            sys.exit(f"error: --{name} must be at least {low}, got {globals()[name]}")
-    written = {os.path.realpath(data_path)}  # the text is read, never written
-    for name in [n for n in HYPERPARAMETERS if n.endswith("_path") and n != "data_path" and globals()[n]]:
-        path, real = globals()[name], os.path.realpath(globals()[name])  # real: the file itself, through any link
-        if os.path.exists(path) and name in given and name != "ckpt_path":  # a checkpoint's rules: open_checkpoint
-            sys.exit(f"error: --{name}={path} exists, and a run writes only new files: remove it or pass another")
-        if real in written or os.path.isdir(path) or not os.access(os.path.dirname(real), os.W_OK):
-            sys.exit(f"error: --{name}={path}: the text, another output, a directory, or in a read-only folder")
-        written.add(real)
-    return set(given)
-
-
-def boolean(text):
-    """argparse's type for a bool: True/False, true/false or 1/0."""
-    if text.lower() not in ("true", "false", "1", "0"):
-        raise ValueError
-    return text.lower() in ("true", "1")
+    for name, kind in [(name, type(globals()[name])) for name in HYPERPARAMETERS]:  # the file's values too
+        value, low, whole = given.get(name, globals()[name]), LOWEST.get(name, -math.inf), type(LOWEST.get(name)) is int
+        if kind in (int, float) and not (low <= value and abs(value) < (2**31 if whole else math.inf)  # no NaN or inf
+                                         and (value % 1 == 0 or not whole)):  # whole: LOWEST's ints, 1 not 1.0
+            where = f"--{name}={value:.15g}" if name in given else f"{name} = {value!r} in {Path(__file__).name}"
+            sys.exit(f"error: {where}: {name} must be a {'whole number below 2**31' if whole else 'finite number'}"
+                     + (f", at least {low}" if low > -math.inf else ""))
+        globals()[name] = (str(value).lower() in ("true", "1") if kind is bool else
+                           int(value) if whole or kind is int and value % 1 == 0 else value)
+    outputs = {n: os.path.realpath(globals()[n]) for n in HYPERPARAMETERS  # each the file it is: through any link
+               if n.endswith("_path") and n != "data_path" and globals()[n]}
+    for name, real in outputs.items():
+        path, folder = globals()[name], os.path.dirname(real)
+        why = ("exists, and a run writes only new files" if os.path.lexists(path) and name != "ckpt_path" else
+               "is the same file as another output" if list(outputs.values()).count(real) > 1 else
+               "is in no folder that exists" if not os.path.isdir(folder) else
+               "is in a read-only folder" if not os.access(folder, os.W_OK) else "")
+        if why:  # the text exists, so it is never written
+            sys.exit(f"error: --{name}={path} {why}")
+    return list(given)
 
 
 def pick_device(name):
@@ -301,24 +302,30 @@ def pick_device(name):
 
 
 def load_text(path):
-    """The training text, or a one-line error."""
-    if not os.path.isfile(path):  # missing, a directory, or a FIFO or a device, which would be read forever
-        sys.exit(f"error: cannot read {path}: {'not a regular file' if os.path.exists(path) else 'no such file'}")
+    """The training text: a regular file (a FIFO would be read forever) of UTF-8 text, neither empty nor binary."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:  # unreadable, not UTF-8
+        text = Path(path).read_text(encoding="utf-8") if os.path.isfile(path) else None
+    except (OSError, UnicodeDecodeError) as error:
         sys.exit(f"error: cannot read {path}: {getattr(error, 'strerror', None) or 'not UTF-8 text'}")
     if not text or "\0" in text:
-        sys.exit(f"error: {path} is {'binary' if text else 'empty'}")
+        sys.exit(f"error: cannot read {path}: " + ("binary" if text else "empty" if text == "" else
+                                                   "not a regular file" if os.path.exists(path) else "no such file"))
     return text
 
 
 def write_atomically(path, data):
-    """Write bytes to a new file beside path (mode x: never over another file), then rename it over path."""
-    temporary = f"{path}.{os.getpid()}.tmp"
-    with open(temporary, "xb") as file:
-        file.write(data)
-    os.replace(temporary, path)
+    """Write bytes to a new file beside path (mode x: never over another file), then rename it over path. A write
+    that fails (a full disk) removes what it wrote and ends the run in one line, path as it was."""
+    temporary, created = f"{path}.{os.getpid()}.tmp", False
+    try:
+        with open(temporary, "xb") as file:
+            created = True
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException as error:  # Ctrl-C too
+        if created:
+            os.remove(temporary)
+        raise SystemExit(f"error: cannot write {path}: {error.strerror}") if isinstance(error, OSError) else error
 
 
 if __name__ == "__main__":
@@ -326,6 +333,9 @@ if __name__ == "__main__":
         main(sys.argv[1:])
     except KeyboardInterrupt:  # Ctrl-C: the shell's status for it, and no traceback
         sys.exit(130)
+    except BrokenPipeError:  # stdout closed early (| head): end quietly, nothing more flushed into the pipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)  # as a process ended by SIGPIPE
     except RuntimeError as error:  # out of memory, on the CPU or a GPU: one line that names the size
         if not (size := re.search(r"(?i)tried to allocate ([\d.]+ \w+)", str(error))):
             raise

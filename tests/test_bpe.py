@@ -207,7 +207,7 @@ def test_a_prompt_that_is_not_utf8_is_refused_before_the_work(prompt, tmp_path, 
 
 def test_a_vocab_size_below_256_is_a_one_line_error(tmp_path, small_text):
     code, _, err = run_main(NAME, args(tmp_path, small_text, vocab_size=100))
-    assert code == 1 and err == "error: --vocab_size must be at least 256, got 100\n"
+    assert code == 1 and err == "error: --vocab_size=100: vocab_size must be a whole number below 2**31, at least 256\n"
 
 
 def test_a_text_that_is_not_utf8_is_a_one_line_error(tmp_path):

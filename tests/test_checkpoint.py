@@ -221,9 +221,10 @@ def test_a_save_that_fails_midway_leaves_the_previous_checkpoint_whole(saved_run
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(v8.os, "replace", full_disk)
-    with pytest.raises(OSError):
+    with pytest.raises(SystemExit, match=f"^error: cannot write {path}: No space left on device$"):
         v8.write_atomically(str(path), b"PK half a checkpoint")
     assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["ckpt.pt"]  # what the failed write wrote is gone
 
 
 def test_a_loss_that_turns_nan_keeps_the_last_good_checkpoint(tmp_path, small_text):
@@ -365,8 +366,8 @@ def test_prompt_characters_outside_the_vocabulary_are_named(saved_run):
     assert code == 1 and err == "error: --prompt has characters the model never saw: ~€\n"
 
 
-@pytest.mark.parametrize("arg, message", [("--temperature=0", "--temperature must be at least 0.001"),
-                                          ("--top_k=-1", "--top_k must be at least 0")])
+@pytest.mark.parametrize("arg, message", [("--temperature=-1", "--temperature=-1: temperature must be a finite number"),
+                                          ("--top_k=-1", "--top_k=-1: top_k must be a whole number")])
 def test_sampling_settings_out_of_range_are_refused(arg, message, saved_run):
     code, _, err = run(sample_args(saved_run[0], arg))
     assert code == 1 and err.startswith(f"error: {message}")
