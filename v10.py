@@ -9,6 +9,7 @@ token until there are vocab_size; the merges travel in the checkpoint. Step line
 """
 
 import argparse
+import contextlib
 import datetime
 import gc
 import hashlib
@@ -48,11 +49,12 @@ device = "auto"  # 'auto' picks cuda, then mps, then cpu
 data_path = str(Path(__file__).with_name("input.txt"))  # training text: any UTF-8 file
 seed = 1337  # random seed: the same seed gives the same run
 out_path = ""  # file the sample is also written to ('' = printed only)
+dtype = "auto"  # what matmuls compute in: bfloat16, float16 or float32 ('auto': by the GPU; float32 off a GPU)
 compile = True  # torch.compile the training step on CUDA (never on CPU or mps)
 ckpt_path = str(Path(__file__).with_suffix(".pt"))  # the training state, saved at every evaluation ('' = none)
 resume = False  # continue the run saved at ckpt_path, up to max_iters steps in all
 sample_only = False  # load ckpt_path, sample, and exit without training
-prompt = ""  # text the sample continues ('' = start from token 0)
+prompt = ""  # text the sample continues ('' = start from a new line)
 temperature = 1.0  # divides the logits before sampling: below 1 safer, above 1 wilder; 0: always the likeliest
 top_k = 0  # sample from the top_k likeliest tokens only (0 = from all)
 dist_timeout = 300  # seconds a process waits for the others before the run fails
@@ -76,10 +78,14 @@ def check_hyperparameters():
                  f" got {min_lr}, {beta2} and {grad_clip}")
     if not 0 <= dropout < 1:
         sys.exit(f"error: --dropout must be at least 0 and below 1, got {dropout}")
+    if dtype not in ("auto", "bfloat16", "float16", "float32"):
+        sys.exit(f"error: --dtype must be auto, bfloat16, float16 or float32, got {dtype}")
     if prompt.encode("utf-8", "replace").decode("utf-8") != prompt:  # bytes from the shell that are not UTF-8
         sys.exit("error: --prompt is not UTF-8 text")
-    if batch_size % WORLD_SIZE or sample_only and WORLD_SIZE > 1:  # an equal share each; one process samples
-        sys.exit(f"error: --batch_size={batch_size} won't split into {WORLD_SIZE} equal shares, or sampling not alone")
+    if batch_size % WORLD_SIZE:  # every process takes an equal share of each batch
+        sys.exit(f"error: --batch_size={batch_size} won't split into {WORLD_SIZE} equal shares, one for each process")
+    if sample_only and WORLD_SIZE > 1:
+        sys.exit("error: --sample_only=True samples in one process: run it with python, not torchrun")
 
 
 # ---- data -----------------------------------------------------------------
@@ -122,7 +128,8 @@ def train_bpe(text, vocab_size):
 
 
 def build_tokenizer(merges):
-    """Byte-level BPE: encode applies the merges in order, decode joins the tokens' bytes (U+FFFD if not UTF-8)."""
+    """Byte-level BPE: encode applies the merges in order, decode joins the tokens' bytes (U+FFFD if not UTF-8);
+    vocab holds each token's bytes."""
     vocab = [bytes([i]) for i in range(256)]  # token -> the bytes it stands for
     for a, b in merges:
         vocab.append(vocab[a] + vocab[b])
@@ -136,7 +143,7 @@ def build_tokenizer(merges):
     def decode(ids):
         return b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")  # list of integers -> string
 
-    return encode, decode, len(vocab)
+    return encode, decode, vocab
 
 
 def split_data(data):
@@ -147,7 +154,27 @@ def split_data(data):
     return data[:n], data[n:]
 
 
-def get_batch(data, generator=None):
+def learn_merges(train_text):
+    """The merges train_bpe learns on the train split, or a one-line error where they cannot make vocab_size tokens."""
+    if vocab_size - 256 >= len(train_text.encode("utf-8")):  # each merge shortens the text by one token
+        sys.exit(f"error: --vocab_size={vocab_size} needs more merges than the training text has bytes")
+    merges = train_bpe(train_text, vocab_size)
+    if len(merges) < vocab_size - 256:  # the whole train split became one token: nothing to train on
+        sys.exit(f"error: the training text yields {256 + len(merges)} tokens only; pass a smaller --vocab_size")
+    return merges
+
+
+def encode_splits(train_text, val_text, encode, device):
+    """Both splits as tokens on device, each longer than a window; says how many characters a token holds."""
+    train_data = torch.tensor(encode(train_text), dtype=torch.long, device=device)
+    val_data = torch.tensor(encode(val_text), dtype=torch.long, device=device)
+    if min(len(train_data), len(val_data)) <= block_size:
+        sys.exit(f"error: the text is too short: both splits need over block_size={block_size} tokens")
+    print(f"{vocab_size} tokens: {len(val_text) / len(val_data):.2f} characters per token on the val text")
+    return train_data, val_data
+
+
+def get_batch(data, generator):
     """Random windows of data: inputs x and targets y, y being x shifted by one token."""
     ix = torch.randint(len(data) - block_size, (batch_size, 1), device=data.device, generator=generator)
     windows = data[ix + torch.arange(block_size + 1, device=data.device)]  # one gather: (B, T + 1)
@@ -155,7 +182,8 @@ def get_batch(data, generator=None):
 
 
 def eval_windows(data, every=1):
-    """Every `every`-th non-overlapping block_size window of data, as inputs and targets (N, T)."""
+    """Every `every`-th non-overlapping block_size window of data, as inputs and targets (N, T): for the train split,
+    every so many that there are about as many as the val split's windows, spread evenly over it."""
     starts = torch.arange(0, (len(data) - 1) // block_size, every, device=data.device) * block_size
     windows = data[starts[:, None] + torch.arange(block_size + 1, device=data.device)]  # (N, T + 1)
     return windows[:, :-1], windows[:, 1:]
@@ -276,40 +304,92 @@ LOCAL_RANK = int(os.environ.get("LOCAL_RANK", 0))  # its place on this machine: 
 WORLD_SIZE = int(os.environ.get("WORLD_SIZE", 1))  # the processes of the run
 
 
-def stop_everywhere(stop, group):
-    """The signal that asked any process to stop (0 if none did), known to all."""
+def join_processes(torch_device):
+    """Under torchrun, this process's own GPU (cuda:LOCAL_RANK), once it has joined the run's process group (NCCL;
+    gloo on a CPU), whose collectives wait dist_timeout seconds for the others. A plain run joins nothing."""
+    if WORLD_SIZE > 1:
+        torch_device = pick_device(f"cuda:{LOCAL_RANK}") if torch_device.type == "cuda" else torch_device
+        timeout = datetime.timedelta(seconds=dist_timeout)
+        dist.init_process_group("nccl" if torch_device.type == "cuda" else "gloo", timeout=timeout)
+    return torch_device
+
+
+def share_out(model):
+    """What training runs on many processes: the model that DDP wraps, to average the gradients over the processes as
+    backward computes them; the rows of each batch that this process takes; a gloo group, to agree on plain values
+    whatever the GPUs' backend. A plain run: the model itself, every row, no group."""
     if WORLD_SIZE == 1:
-        return stop
-    flag = torch.tensor([stop])
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=group)
-    return int(flag)
+        return model, slice(None), None
+    device_ids = [model.lm_head.weight.device.index] if model.lm_head.weight.is_cuda else None
+    rows = slice(RANK * batch_size // WORLD_SIZE, (RANK + 1) * batch_size // WORLD_SIZE)
+    return DDP(model, device_ids=device_ids), rows, dist.new_group(backend="gloo")
+
+
+def gathered(value, group):
+    """value from every process, in the order of their ranks, known to all ([value] in a plain run)."""
+    if WORLD_SIZE == 1:
+        return [value]
+    values = [None] * WORLD_SIZE
+    dist.all_gather_object(values, value, group=group)  # over gloo: plain Python values and CPU tensors
+    return values
+
+
+def leave_processes():
+    """All together, the processes leave the group: sampling needs no other process."""
+    if dist.is_initialized():
+        dist.barrier()  # no process tears its end down while another still talks
+        gc.collect()  # the DDP module of train(), which holds the group, goes first
+        dist.destroy_process_group()
 
 
 # ---- checkpoints ----------------------------------------------------------
 
 ARCHITECTURE = ["block_size", "n_embd", "n_head", "n_layer", "vocab_size"]  # the shapes of the saved weights
 # what each command decides for itself; every other hyperparameter is saved with the run and read back
-PER_COMMAND = ["device", "compile", "ckpt_path", "resume", "sample_only", "prompt", "temperature", "top_k",
+PER_COMMAND = ["device", "dtype", "compile", "ckpt_path", "resume", "sample_only", "prompt", "temperature", "top_k",
                "max_new_tokens", "out_path", "dist_timeout"]
-CONTENTS = dict(script=str, step=int, model=dict, optimizer=dict, rng=dict, hyperparameters=dict, merges=list,
-                text_sha256=str)  # what a checkpoint holds, and of which type
+CONTENTS = dict(script=str, step=int, model=dict, optimizer=dict, rng=list, batches=torch.Tensor, hyperparameters=dict,
+                merges=list, text_sha256=str)  # what a checkpoint holds, and of which type
 
 
-def save_checkpoint(step, model, optimizer, batch_generator, text_id):
-    """The whole training state as torch.save writes it, then the SHA-256 of those bytes, into ckpt_path."""
-    rng = {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if model.lm_head.weight.is_cuda else None,
-           "batches": batch_generator.get_state()}
+def save_checkpoint(step, model, optimizer, scaler, batch_generator, text, group):
+    """The whole training state as torch.save writes it, then the SHA-256 of those bytes, into ckpt_path: written by
+    process 0, with every process's random state, so that each goes on with its own dropout masks."""
+    rng = {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if model.lm_head.weight.is_cuda else None}
+    rng = gathered(rng, group)  # every process takes part
     settings = {name: globals()[name] for name in HYPERPARAMETERS if name not in PER_COMMAND}
     saved = io.BytesIO()  # model is the bare module: its keys carry no "module." or "_orig_mod." prefix
     torch.save({"script": Path(__file__).name, "step": step, "model": model.state_dict(), "rng": rng,
-                "optimizer": optimizer.state_dict(), "hyperparameters": settings, **text_id}, saved)
-    write_atomically(ckpt_path, saved.getvalue() + hashlib.sha256(saved.getvalue()).digest())
+                "batches": batch_generator.get_state(), "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(), "hyperparameters": settings, "merges": text["merges"],
+                "text_sha256": text["text_sha256"]}, saved)
+    if RANK == 0:
+        write_atomically(ckpt_path, saved.getvalue() + hashlib.sha256(saved.getvalue()).digest())
+
+
+def claim():
+    """The lock that makes ckpt_path this run's: a second run on it, fresh or resumed, stops here. The system drops
+    the lock when the file is closed, at the latest with the process, so a crashed run blocks nothing. The caller
+    keeps the file open while the run lasts. POSIX only: Windows has no fcntl, and no lock."""
+    if not ckpt_path or sample_only or RANK:  # sampling writes no checkpoint; process 0 writes the run's
+        return None
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    lock = open(f"{ckpt_path}.lock", "a")  # a file of its own: the checkpoint itself is replaced at every save
+    try:
+        fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        sys.exit(f"error: {ckpt_path} is in use by another run, which holds {ckpt_path}.lock")
+    return lock
 
 
 def open_checkpoint(argv, given):
-    """The run saved at ckpt_path for --resume or --sample_only, its settings read back before this command's."""
+    """For --resume or --sample_only, the run saved at ckpt_path with its settings read back under this command's;
+    else None, and a fresh run, which never replaces a checkpoint."""
     if not (resume or sample_only):
-        if ckpt_path and os.path.exists(ckpt_path):  # a fresh run never replaces a checkpoint
+        if ckpt_path and os.path.lexists(ckpt_path):
             sys.exit(f"error: {ckpt_path} exists: go on with --resume=True, or pass another --ckpt_path")
         return None
     saved = Path(ckpt_path).read_bytes() if os.path.isfile(ckpt_path) else b""
@@ -324,19 +404,109 @@ def open_checkpoint(argv, given):
         sys.exit(f"error: {ckpt_path}: a checkpoint of {owner or 'another program'}, not of {Path(__file__).name}")
     if wrong := [key for key, kind in CONTENTS.items() if not isinstance(state.get(key), kind)]:
         sys.exit(f"error: {ckpt_path}: a checkpoint of {owner} without a valid {wrong[0]!r}")
-    values = state["hyperparameters"]
+    values = {name: value for name, value in state["hyperparameters"].items() if name in HYPERPARAMETERS}
     if clash := [name for name in ARCHITECTURE if name in given and globals()[name] != values.get(name)]:
         sys.exit(f"error: {ckpt_path} holds a model with --{clash[0]}={values.get(clash[0])}; leave --{clash[0]} out")
+    if dropped := sorted(state["hyperparameters"].keys() - values.keys()):  # settings the file no longer has
+        print(f"{ckpt_path}: dropped, no longer in {Path(__file__).name}: {', '.join(dropped)}")
+    if kept := [f"{n}: {v} saved, {globals()[n]} in the file" for n, v in values.items() if v != globals()[n]
+                and n not in given]:
+        print(f"{ckpt_path}: saved values in force over the file's: {'; '.join(kept)}")
     parse_args([f"--{name}={value}" for name, value in values.items()] + argv)  # this command's values win
     print(f"{ckpt_path}: saved at step {state['step']}")
     return state
 
 
+def text_fields(text, merges, state):
+    """What a checkpoint keeps of its text, the tokenizer's merges and the SHA-256; a run resumed on another text is
+    refused."""
+    fields = {"merges": merges, "text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+    if resume and not sample_only and {key: state[key] for key in fields} != fields:
+        sys.exit(f"error: {data_path} is not the text {ckpt_path} was trained on; pass that one as --data_path")
+    return fields
+
+
+def load_weights(model, state):
+    """The saved run's weights into model; a file whose weights are not the model its settings describe is refused."""
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError:  # keys or shapes that are not this model's
+        sys.exit(f"error: {ckpt_path} holds the weights of another model than its hyperparameters describe")
+
+
+def restore(state, optimizer, scaler, batch_generator):
+    """A resumed run's moments (under this command's settings), loss scale, batches and randomness, as saved: each
+    process its own random state if as many go on as were saved, else fresh ones. Returns whether there are steps
+    left to take up to max_iters, and says so where there are none."""
+    optimizer.load_state_dict({**state["optimizer"], "param_groups": optimizer.state_dict()["param_groups"]})
+    if state.get("scaler"):  # none where the run was saved without loss scaling
+        scaler.load_state_dict(state["scaler"])
+    if len(state["batches"]) == len(batch_generator.get_state()):  # not if saved on another kind of device
+        batch_generator.set_state(state["batches"])
+    if len(state["rng"]) == WORLD_SIZE:
+        torch.set_rng_state(state["rng"][RANK]["cpu"])
+        if state["rng"][RANK]["cuda"] is not None and torch.cuda.is_initialized():  # GPU dropout: the GPU's generator
+            torch.cuda.set_rng_state(state["rng"][RANK]["cuda"])
+    else:
+        print(f"{ckpt_path}: saved by {len(state['rng'])} processes, resumed by {WORLD_SIZE}: dropout draws afresh")
+    if state["step"] >= max_iters:
+        print(f"{ckpt_path}: nothing left to train up to --max_iters={max_iters}; a larger one goes further")
+    return state["step"] < max_iters
+
+
+# ---- stopping safely --------------------------------------------------------
+
+@contextlib.contextmanager
+def stop_requests():
+    """While in the with block, Ctrl-C or SIGTERM only asks to stop: the list yielded gets its number, and training
+    finishes its step, saves it and returns. A second one acts at once, as usual; after the block, all is as before."""
+    asked, usual = [], {}
+
+    def ask(signum, frame):
+        asked.append(signum)
+        signal.signal(signum, usual[signum])  # a second one acts at once, as usual
+        print("stopping after this step, to save; Ctrl-C again stops at once", flush=True)
+
+    usual.update({s: signal.signal(s, ask) for s in (signal.SIGINT, signal.SIGTERM)})
+    try:
+        yield asked
+    finally:
+        for s, handler in usual.items():
+            signal.signal(s, handler)
+
+
+def continue_command(given):
+    """The command that takes a stopped run on: this one as invoked, with each given value as it was read; under
+    torchrun, the launcher for one machine (across machines, each one's torchrun options go before the script)."""
+    launcher = ["torchrun", "--standalone", f"--nproc_per_node={WORLD_SIZE}"] if WORLD_SIZE > 1 else [sys.executable]
+    return shlex.join(launcher + [os.path.relpath(__file__)] + [f"--{name}={globals()[name]}" for name in given
+                                                                if name != "resume"] + ["--resume=True"])
+
+
 # ---- training -------------------------------------------------------------
 
+def precision(device):
+    """The dtype to compute in. 'auto': bfloat16 from compute capability 8.0 on, whose tensor cores multiply it fast;
+    float16 on an older GPU (T4, V100), which would emulate bfloat16 slowly, though is_bf16_supported() says True."""
+    if dtype == "auto" and device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
+    return getattr(torch, "float32" if dtype == "auto" else dtype)  # float32 off a GPU
+
+
 def autocast(device):
-    """bf16 autocast on CUDA, where tensor cores multiply bf16 several times faster; float32 elsewhere."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    """Autocast to the precision's dtype on tensor cores, several times faster than float32; none in float32."""
+    return torch.autocast(device.type, dtype=precision(device), enabled=precision(device) != torch.float32)
+
+
+def compile_off(device):
+    """Why the training step runs uncompiled ('' where torch.compile is on): it needs CUDA and a working Triton."""
+    if not compile or device.type != "cuda":
+        return "--compile=False" if not compile else "not CUDA"
+    try:  # what Inductor itself asks, in a private module: a release that moves it means no compile
+        from torch.utils._triton import has_triton
+        return "" if has_triton() else "no working Triton"
+    except ImportError:
+        return "no working Triton"
 
 
 @torch.no_grad()
@@ -349,8 +519,7 @@ def estimate_loss(model, splits):
         count, x, y = len(x), x[RANK::WORLD_SIZE], y[RANK::WORLD_SIZE]  # this process's share
         for i in range(0, len(x), batch_size):
             xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-            with autocast(x.device):
-                _, loss = model(xb, yb)
+            _, loss = model(xb, yb)
             total += loss.float() * len(xb)  # weighted by size: the last batch may be smaller
         if WORLD_SIZE > 1:
             dist.all_reduce(total)  # the sum over all processes' shares, known to all
@@ -376,129 +545,95 @@ def lr_at(step):
     return min_lr + 0.5 * (learning_rate - min_lr) * (1 + math.cos(math.pi * progress))
 
 
-def train(model, train_data, val_data, text_id=None, state=None, val_chars=0):
-    """max_iters AdamW steps on random batches, with the losses every eval_interval steps and at the end."""
-    on_cuda = train_data.device.type == "cuda"
+def train(model, train_data, val_data, val_chars, state, stop):
+    """max_iters AdamW steps on random batches, the losses every eval_interval steps and at the end (per val character
+    too), each saved with the training state (state: the text's, a resumed run's); returns the stop's signal, or 0."""
     optimizer = configure_optimizer(model)
-    val_windows = eval_windows(val_data)
-    # about as many training windows as validation windows, spread evenly over the training split
-    train_windows = eval_windows(train_data, every=max(1, len(train_data) // len(val_data)))
-    step_model = DDP(model, device_ids=[train_data.device.index] if on_cuda else None) if WORLD_SIZE > 1 else model
-    step_model = torch.compile(step_model) if compile and on_cuda else step_model  # evaluation runs eagerly
+    scaler = torch.amp.GradScaler(train_data.device.type, enabled=precision(train_data.device) == torch.float16)
+    windows = {"train": eval_windows(train_data, len(train_data) // len(val_data)), "val": eval_windows(val_data)}
+    step_model, rows, cpu_group = share_out(model)  # DDP, this process's rows of each batch, a group to agree in
+    step_model = step_model if compile_off(train_data.device) else torch.compile(step_model)  # evaluation: eager
     batch_generator = torch.Generator(train_data.device).manual_seed(seed)  # the same global batches everywhere
-    mine = slice(RANK * batch_size // WORLD_SIZE, (RANK + 1) * batch_size // WORLD_SIZE)  # this process's rows
-    cpu_group = dist.new_group(backend="gloo") if WORLD_SIZE > 1 else None  # to agree on a stop, GPUs aside
-    if state:  # the saved run goes on as if it never stopped: its moments (this command's settings), its randomness
-        optimizer.load_state_dict({**state["optimizer"], "param_groups": optimizer.state_dict()["param_groups"]})
-        if len(state["rng"]["batches"]) == len(batch_generator.get_state()):  # not if saved on another device
-            batch_generator.set_state(state["rng"]["batches"])
-        if RANK == 0:  # process 0's dropout masks go on as saved; the others draw afresh
-            torch.set_rng_state(state["rng"]["cpu"])
-            if on_cuda and state["rng"]["cuda"] is not None:
-                torch.cuda.set_rng_state(state["rng"]["cuda"])
-    stop = 0  # the signal that asked to stop: the loop ends its step, evaluates, saves and returns it
-    usual = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}  # restored at the end
-
-    def ask_to_stop(signum, frame):
-        nonlocal stop
-        stop = signum
-        signal.signal(signum, usual[signum])  # a second one acts at once, as usual
-        print("stopping after this step, to save; Ctrl-C again stops at once", flush=True)
-
-    for s in usual:
-        signal.signal(s, ask_to_stop)
-    for step in range(state["step"] if state else 0, max_iters + 1):
-        stopping = stop_everywhere(stop, cpu_group)  # agreed here, so that all processes stop after this step
+    if "step" in state and not restore(state, optimizer, scaler, batch_generator):  # resumed: as if never stopped
+        return 0  # no step left to take
+    for step in range(state.get("step", 0), max_iters + 1):
+        stopping = max(gathered(stop[0] if stop else 0, cpu_group))  # agreed here: all stop after the same step
         if stopping or step % eval_interval == 0 or step == max_iters:
-            losses = estimate_loss(model, {"train": train_windows, "val": val_windows})
-            bits = losses["val"] * len(val_data) / (val_chars or len(val_data)) / math.log(2)  # val NLL / its chars
-            print(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
-                  f" ({bits:.3f} bits/char)", flush=True)
+            with autocast(train_data.device):
+                losses = estimate_loss(model, windows)
             if not math.isfinite(losses["train"] + losses["val"]):  # NaN or inf: training will not recover
                 sys.exit(f"error: the loss is not finite at step {step}; try a smaller --learning_rate")
-            if ckpt_path and RANK == 0:
-                save_checkpoint(step, model, optimizer, batch_generator, text_id)
+            if ckpt_path:  # before the step line: should printing fail (a closed pipe), the step is kept all the same
+                save_checkpoint(step, model, optimizer, scaler, batch_generator, state, cpu_group)
+            print(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
+                  f" ({losses['val'] * len(val_data) / val_chars / math.log(2):.3f} bits/char)", flush=True)
             if stopping:
-                break
+                return stopping
         if step < max_iters:
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)
             x, y = get_batch(train_data, batch_generator)  # the global batch: (batch_size, T) each
             with autocast(train_data.device):
-                _, loss = step_model(x[mine], y[mine])  # this process's rows
+                _, loss = step_model(x[rows], y[rows])  # this process's rows
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # DDP averages the gradients over the processes as they are computed
+            scaler.scale(loss).backward()  # float16: the loss scaled up, so that small gradients do not round to 0
+            scaler.unscale_(optimizer)  # the gradients as they are, to clip
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-    for s, handler in usual.items():  # signals act as usual again
-        signal.signal(s, handler)
-    return stop_everywhere(stop, cpu_group)  # the signal that ended the run early (in any process), or 0
+            scaler.step(optimizer)  # a step with an inf or a NaN among the gradients is skipped
+            scaler.update()  # the scale halves after a skipped step and doubles after 2000 good ones
+    return 0
+
+
+def sample(model, encode, decode, device):
+    """max_new_tokens after the prompt, in float32 whatever the GPU; printed, and written to out_path if given."""
+    model.eval()  # sample with training-only behaviour switched off
+    context = torch.tensor([encode(prompt or "\n")], dtype=torch.long, device=device)  # a new line if no prompt
+    text = decode(model.generate(context, max_new_tokens, temperature, top_k)[0].tolist())
+    print(text, flush=True)
+    if out_path:
+        write_atomically(out_path, text.encode("utf-8"))
 
 
 def main(argv):
     sys.stdout = open(os.devnull, "w") if RANK else sys.stdout  # one voice: process 0 prints for the run
     given = parse_args(argv)  # --name=value for the hyperparameters above
-    state = open_checkpoint(argv, given)  # None for a fresh run
+    lock = claim()  # ckpt_path belongs to this run while main runs (held, not used)
+    state = open_checkpoint(argv, given)  # the saved run, for --resume and --sample_only
     check_hyperparameters()  # this command's values, with the saved run's
-    torch_device = pick_device(device)
-    if WORLD_SIZE > 1:  # one of torchrun's processes: its own GPU, in the run's process group
-        torch_device = pick_device(f"cuda:{LOCAL_RANK}") if torch_device.type == "cuda" else torch_device
-        timeout = datetime.timedelta(seconds=dist_timeout)
-        dist.init_process_group("nccl" if torch_device.type == "cuda" else "gloo", timeout=timeout)
+    torch_device = join_processes(pick_device(device))  # under torchrun, this process's GPU, in the run's group
     torch.manual_seed(seed + RANK)  # each process its own dropout masks; batches have their own generator
+    gpu = ""  # its name and compute capability, on the start-up line
     if torch_device.type == "cuda":
         torch.cuda.set_device(torch_device)  # the GPU that compiled kernels are built and cached for
         torch.set_float32_matmul_precision("high")  # TF32 tensor cores for the matmuls left in float32
+        gpu = " ({}, compute {}.{})".format(torch.cuda.get_device_name(), *torch.cuda.get_device_capability())
+    scaled, off = " with loss scaling" * (precision(torch_device) == torch.float16), compile_off(torch_device)
+    print(f"{torch_device}{gpu}: {precision(torch_device)}{scaled}; torch.compile {'off: ' + off if off else 'on'}")
     text = "" if sample_only else load_text(data_path)  # sampling needs only the saved merges
     train_text, val_text = ("", "") if sample_only else split_data(text)  # by characters, before the tokenizer learns
-    if vocab_size - 256 >= len(train_text.encode("utf-8")) and not state:  # each merge shortens the text by one
-        sys.exit(f"error: --vocab_size={vocab_size} needs more merges than the training text has bytes")
-    merges = state["merges"] if state else train_bpe(train_text, vocab_size)  # the train split's, only
-    if len(merges) < vocab_size - 256:  # the whole train split became one token: nothing to train on
-        sys.exit(f"error: the training text yields {256 + len(merges)} tokens only; pass a smaller --vocab_size")
+    merges = state["merges"] if state else learn_merges(train_text)  # the train split's, only
     encode, decode, _ = build_tokenizer(merges)  # of vocab_size tokens
-    text_id = {"merges": merges, "text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
-    if resume and not sample_only and {k: state[k] for k in text_id} != text_id:
-        sys.exit(f"error: {data_path} is not the text {ckpt_path} was trained on; pass that one as --data_path")
+    fields = text_fields(text, merges, state)  # what a checkpoint keeps of its text
 
     model = GPTLanguageModel(vocab_size).to(torch_device)
     if state:
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError:  # keys or shapes that are not this model's
-            sys.exit(f"error: {ckpt_path} holds the weights of another model than its hyperparameters describe")
+        load_weights(model, state)
     operations = 6 * sum(p.numel() for p in model.parameters()) * batch_size * block_size * max_iters
-    if device == "auto" and torch_device.type == "cpu" and operations > 2e11 * 3600 and not sample_only:  # a CPU's hour
+    if device == "auto" and torch_device.type == "cpu" and operations > 2e11 * 3600 and not sample_only:
         sys.exit("error: no GPU, and these sizes take hours on a CPU; see --help for a CPU-sized run, or --device=cpu")
     if not sample_only:
-        train_data = torch.tensor(encode(train_text), dtype=torch.long, device=torch_device)
-        val_data = torch.tensor(encode(val_text), dtype=torch.long, device=torch_device)
-        if min(len(train_data), len(val_data)) <= block_size:
-            sys.exit(f"error: the text is too short: both splits need over block_size={block_size} tokens")
-        print(f"{vocab_size} tokens: {len(val_text) / len(val_data):.2f} characters per token on the val text")
+        train_data, val_data = encode_splits(train_text, val_text, encode, torch_device)
         print(f"{sum(p.numel() for p in model.parameters()):,} parameters, training on {torch_device}")
-        signum = train(model, train_data, val_data, text_id, state, val_chars=len(val_text))
-        if dist.is_initialized():  # all together, leave the group: sampling needs no other process
-            dist.barrier()  # no process tears its end down while another still talks
-            gc.collect()  # the DDP module of train(), which holds the group, goes first
-            dist.destroy_process_group()
+        with stop_requests() as stop:  # Ctrl-C or SIGTERM: the step ends, is saved, and the run stops
+            signum = train(model, train_data, val_data, len(val_text), state or fields, stop)
+        leave_processes()
         if signum:  # the same command, resumed, goes on
-            launcher = ["torchrun", f"--nproc_per_node={WORLD_SIZE}"] if WORLD_SIZE > 1 else ["python"]
-            command = launcher + [Path(__file__).name, *[a for a in argv if not a.startswith("--resume")]]
-            print(f"continue with: {shlex.join(command + ['--resume=True'])}" if ckpt_path else "nothing was saved")
+            print(f"continue with: {continue_command(given)}" if ckpt_path else "nothing was saved")
             sys.exit(128 + signum)
-    if RANK:
-        return  # process 0 samples for the run
     if torch_device.type == "cuda":
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated(torch_device) / 2**20:,.0f} MiB")
-
-    model.eval()  # sample with training-only behaviour switched off
-    context = torch.tensor([encode(prompt or "\n")], dtype=torch.long, device=torch_device)  # any text: bytes
-    with autocast(torch_device):
-        sample = decode(model.generate(context, max_new_tokens, temperature, top_k)[0].tolist())
-    print(sample)
-    if out_path:
-        write_atomically(out_path, sample.encode("utf-8"))
+    if RANK == 0:  # process 0 samples for the run
+        sample(model, encode, decode, torch_device)
 
 
 # ---- the same in every script: command line, device, text, files ------------
@@ -517,16 +652,17 @@ def parse_args(argv):
                             help=f"{comments.get(name, '')} (default: {globals()[name]})".replace("%", "%%"))
     given = vars(parser.parse_args(argv))
     for name, kind in [(name, type(globals()[name])) for name in HYPERPARAMETERS]:  # the file's values too
-        value, low, whole = given.get(name, globals()[name]), LOWEST.get(name, -math.inf), type(LOWEST.get(name)) is int
-        if kind in (int, float) and not (low <= value and abs(value) < (2**31 if whole else math.inf)  # no NaN or inf
-                                         and (value % 1 == 0 or not whole)):  # whole: LOWEST's ints, 1 not 1.0
+        value, low = given.get(name, globals()[name]), LOWEST.get(name, -math.inf)
+        whole = type(low) is int  # LOWEST gives the least of a whole number (a size, a count) as an int: 1, not 1.0
+        if kind in (int, float) and not (low <= value < (2**31 if whole else math.inf)
+                                         and (value % 1 == 0 or not whole)):
             where = f"--{name}={value:.15g}" if name in given else f"{name} = {value!r} in {Path(__file__).name}"
             sys.exit(f"error: {where}: {name} must be a {'whole number below 2**31' if whole else 'finite number'}"
-                     + (f", at least {low}" if low > -math.inf else ""))
-        globals()[name] = (str(value).lower() in ("true", "1") if kind is bool else
+                     + (f", at least {low}" if low > -math.inf else ""))  # NaN and -inf fail at low <= value too
+        globals()[name] = (value in ("true", "1", True) if kind is bool else
                            int(value) if whole or kind is int and value % 1 == 0 else value)
-    outputs = {n: os.path.realpath(globals()[n]) for n in HYPERPARAMETERS  # each the file it is: through any link
-               if n.endswith("_path") and n != "data_path" and globals()[n]}
+    outputs = {name: os.path.realpath(globals()[name]) for name in HYPERPARAMETERS  # each the file it is, through
+               if name.endswith("_path") and name != "data_path" and globals()[name]}  # any link, in any spelling
     for name, real in outputs.items():
         path, folder = globals()[name], os.path.dirname(real)
         why = ("exists, and a run writes only new files" if os.path.lexists(path) and name != "ckpt_path" else
@@ -539,12 +675,18 @@ def parse_args(argv):
 
 
 def pick_device(name):
-    """'auto' picks cuda:0, then mps, then cpu; any other name must be a device present here ('cuda' is cuda:0)."""
+    """'auto' picks cuda:0, then mps, then cpu; any other name must be a device here ('cuda' is cuda:0). A GPU must
+    be one this PyTorch has kernels for: those built for compute X.Y run on X.Y and on X.Z for Z > Y."""
     present = [f"cuda:{i}" for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0)]
     present += ["mps"] * torch.backends.mps.is_available() + ["cpu"]
     chosen = present[0] if name == "auto" else "cuda:0" if name == "cuda" else name  # indexed, as set_device needs
     if chosen not in present:
         sys.exit(f"error: --device={name} is not here; use auto or one of {', '.join(present)}")
+    built = [int(arch[3:].rstrip("af")) for arch in torch.cuda.get_arch_list() if arch.startswith("sm_")]
+    major, minor = torch.cuda.get_device_capability(chosen) if built and chosen.startswith("cuda") else (0, 0)
+    if major and not any(sm // 10 == major and sm % 10 <= minor for sm in built):
+        sys.exit(f"error: this PyTorch has no kernels for compute {major}.{minor}; install its CUDA 12.6 build:"
+                 " pip install torch --index-url https://download.pytorch.org/whl/cu126")
     return torch.device(chosen)
 
 
@@ -563,27 +705,27 @@ def load_text(path):
 def write_atomically(path, data):
     """Write bytes to a new file beside path (mode x: never over another file), then rename it over path. A write
     that fails (a full disk) removes what it wrote and ends the run in one line, path as it was."""
-    temporary, created = f"{path}.{os.getpid()}.tmp", False
+    temporary = f"{path}.{os.getpid()}.tmp"
     try:
         with open(temporary, "xb") as file:
-            created = True
             file.write(data)
         os.replace(temporary, path)
-    except BaseException as error:  # Ctrl-C too
-        if created:
+    except OSError as error:
+        if not isinstance(error, FileExistsError) and os.path.exists(temporary):  # ours: it goes
             os.remove(temporary)
-        raise SystemExit(f"error: cannot write {path}: {error.strerror}") if isinstance(error, OSError) else error
+        sys.exit(f"error: cannot write {path}: {error.strerror}")
 
 
 if __name__ == "__main__":
     try:
         main(sys.argv[1:])
-    except KeyboardInterrupt:  # Ctrl-C: the shell's status for it, and no traceback
-        sys.exit(130)
-    except BrokenPipeError:  # stdout closed early (| head): end quietly, nothing more flushed into the pipe
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(141)  # as a process ended by SIGPIPE
-    except RuntimeError as error:  # out of memory, on the CPU or a GPU: one line that names the size
-        if not (size := re.search(r"(?i)tried to allocate ([\d.]+ \w+)", str(error))):
-            raise
-        sys.exit(f"error: out of memory (tried to allocate {size[1]}); try smaller sizes")
+    except (KeyboardInterrupt, BrokenPipeError) as stop:  # Ctrl-C, or stdout closed early (| head): no traceback
+        if isinstance(stop, BrokenPipeError):  # nothing more into the closed pipe, at exit either
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(130 if isinstance(stop, KeyboardInterrupt) else 141)  # the shell's status for SIGINT, SIGPIPE
+    except RuntimeError as error:  # out of memory (CPU or GPU) or torch.compile failing: one line, no traceback
+        size = re.search(r"(?i)tried to allocate ([\d.]+ \w+)", str(error))
+        if size or type(error).__module__ in ("torch._dynamo.exc", "torch._inductor.exc"):
+            sys.exit(f"error: out of memory (tried to allocate {size[1]}); try smaller sizes" if size else
+                     f"error: torch.compile failed ({str(error).splitlines()[0]}); run with --compile=False")
+        raise

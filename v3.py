@@ -169,9 +169,9 @@ def train(model, train_data, val_data):
     for step in range(max_iters + 1):
         if step % eval_interval == 0 or step == max_iters:
             losses = estimate_loss(model, {"train": train_data, "val": val_data})
-            print(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}", flush=True)
             if not math.isfinite(losses["train"] + losses["val"]):  # NaN or inf: training will not recover
                 sys.exit(f"error: the loss is not finite at step {step}; try a smaller --learning_rate")
+            print(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}", flush=True)
         if step < max_iters:
             _, loss = model(*get_batch(train_data))
             optimizer.zero_grad(set_to_none=True)
@@ -216,16 +216,17 @@ def parse_args(argv):
                             help=f"{comments.get(name, '')} (default: {globals()[name]})".replace("%", "%%"))
     given = vars(parser.parse_args(argv))
     for name, kind in [(name, type(globals()[name])) for name in HYPERPARAMETERS]:  # the file's values too
-        value, low, whole = given.get(name, globals()[name]), LOWEST.get(name, -math.inf), type(LOWEST.get(name)) is int
-        if kind in (int, float) and not (low <= value and abs(value) < (2**31 if whole else math.inf)  # no NaN or inf
-                                         and (value % 1 == 0 or not whole)):  # whole: LOWEST's ints, 1 not 1.0
+        value, low = given.get(name, globals()[name]), LOWEST.get(name, -math.inf)
+        whole = type(low) is int  # LOWEST gives the least of a whole number (a size, a count) as an int: 1, not 1.0
+        if kind in (int, float) and not (low <= value < (2**31 if whole else math.inf)
+                                         and (value % 1 == 0 or not whole)):
             where = f"--{name}={value:.15g}" if name in given else f"{name} = {value!r} in {Path(__file__).name}"
             sys.exit(f"error: {where}: {name} must be a {'whole number below 2**31' if whole else 'finite number'}"
-                     + (f", at least {low}" if low > -math.inf else ""))
-        globals()[name] = (str(value).lower() in ("true", "1") if kind is bool else
+                     + (f", at least {low}" if low > -math.inf else ""))  # NaN and -inf fail at low <= value too
+        globals()[name] = (value in ("true", "1", True) if kind is bool else
                            int(value) if whole or kind is int and value % 1 == 0 else value)
-    outputs = {n: os.path.realpath(globals()[n]) for n in HYPERPARAMETERS  # each the file it is: through any link
-               if n.endswith("_path") and n != "data_path" and globals()[n]}
+    outputs = {name: os.path.realpath(globals()[name]) for name in HYPERPARAMETERS  # each the file it is, through
+               if name.endswith("_path") and name != "data_path" and globals()[name]}  # any link, in any spelling
     for name, real in outputs.items():
         path, folder = globals()[name], os.path.dirname(real)
         why = ("exists, and a run writes only new files" if os.path.lexists(path) and name != "ckpt_path" else
@@ -238,12 +239,18 @@ def parse_args(argv):
 
 
 def pick_device(name):
-    """'auto' picks cuda:0, then mps, then cpu; any other name must be a device present here ('cuda' is cuda:0)."""
+    """'auto' picks cuda:0, then mps, then cpu; any other name must be a device here ('cuda' is cuda:0). A GPU must
+    be one this PyTorch has kernels for: those built for compute X.Y run on X.Y and on X.Z for Z > Y."""
     present = [f"cuda:{i}" for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0)]
     present += ["mps"] * torch.backends.mps.is_available() + ["cpu"]
     chosen = present[0] if name == "auto" else "cuda:0" if name == "cuda" else name  # indexed, as set_device needs
     if chosen not in present:
         sys.exit(f"error: --device={name} is not here; use auto or one of {', '.join(present)}")
+    built = [int(arch[3:].rstrip("af")) for arch in torch.cuda.get_arch_list() if arch.startswith("sm_")]
+    major, minor = torch.cuda.get_device_capability(chosen) if built and chosen.startswith("cuda") else (0, 0)
+    if major and not any(sm // 10 == major and sm % 10 <= minor for sm in built):
+        sys.exit(f"error: this PyTorch has no kernels for compute {major}.{minor}; install its CUDA 12.6 build:"
+                 " pip install torch --index-url https://download.pytorch.org/whl/cu126")
     return torch.device(chosen)
 
 
@@ -262,27 +269,27 @@ def load_text(path):
 def write_atomically(path, data):
     """Write bytes to a new file beside path (mode x: never over another file), then rename it over path. A write
     that fails (a full disk) removes what it wrote and ends the run in one line, path as it was."""
-    temporary, created = f"{path}.{os.getpid()}.tmp", False
+    temporary = f"{path}.{os.getpid()}.tmp"
     try:
         with open(temporary, "xb") as file:
-            created = True
             file.write(data)
         os.replace(temporary, path)
-    except BaseException as error:  # Ctrl-C too
-        if created:
+    except OSError as error:
+        if not isinstance(error, FileExistsError) and os.path.exists(temporary):  # ours: it goes
             os.remove(temporary)
-        raise SystemExit(f"error: cannot write {path}: {error.strerror}") if isinstance(error, OSError) else error
+        sys.exit(f"error: cannot write {path}: {error.strerror}")
 
 
 if __name__ == "__main__":
     try:
         main(sys.argv[1:])
-    except KeyboardInterrupt:  # Ctrl-C: the shell's status for it, and no traceback
-        sys.exit(130)
-    except BrokenPipeError:  # stdout closed early (| head): end quietly, nothing more flushed into the pipe
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(141)  # as a process ended by SIGPIPE
-    except RuntimeError as error:  # out of memory, on the CPU or a GPU: one line that names the size
-        if not (size := re.search(r"(?i)tried to allocate ([\d.]+ \w+)", str(error))):
-            raise
-        sys.exit(f"error: out of memory (tried to allocate {size[1]}); try smaller sizes")
+    except (KeyboardInterrupt, BrokenPipeError) as stop:  # Ctrl-C, or stdout closed early (| head): no traceback
+        if isinstance(stop, BrokenPipeError):  # nothing more into the closed pipe, at exit either
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(130 if isinstance(stop, KeyboardInterrupt) else 141)  # the shell's status for SIGINT, SIGPIPE
+    except RuntimeError as error:  # out of memory (CPU or GPU) or torch.compile failing: one line, no traceback
+        size = re.search(r"(?i)tried to allocate ([\d.]+ \w+)", str(error))
+        if size or type(error).__module__ in ("torch._dynamo.exc", "torch._inductor.exc"):
+            sys.exit(f"error: out of memory (tried to allocate {size[1]}); try smaller sizes" if size else
+                     f"error: torch.compile failed ({str(error).splitlines()[0]}); run with --compile=False")
+        raise

@@ -1,12 +1,9 @@
 """v6's fast GPT, trained better: the same model, to a lower loss in less time.
 
-New in this file, after v6.py, and nothing but the training recipe: the learning
-rate warms up linearly, then follows a cosine down to min_lr; AdamW decays only
-the 2-D weights (matrices and embedding tables), not biases or LayerNorm gains,
-and has a shorter second-moment memory (beta2); gradients are clipped to a global
-norm; and the loss is measured exactly, over every non-overlapping window of the
-validation split instead of over random batches, which makes it cheap and precise
-enough to measure every 100 steps.
+New in this file, after v6.py, and nothing but the training recipe: the learning rate warms up linearly, then
+follows a cosine down to min_lr; AdamW decays only the 2-D weights (matrices, embedding tables) and keeps a shorter
+second-moment memory (beta2); gradients are clipped to a global norm; and the loss is measured exactly, over every
+window of the validation split, cheaply enough to do so every 100 steps.
 
     python v7.py                                   # on a GPU
     python v7.py --batch_size=32 --block_size=64 --n_embd=128 --n_head=4 --n_layer=4 --eval_interval=500
@@ -44,6 +41,7 @@ device = "auto"  # 'auto' picks cuda, then mps, then cpu
 data_path = str(Path(__file__).with_name("input.txt"))  # training text: any UTF-8 file
 seed = 1337  # random seed: the same seed gives the same run
 out_path = ""  # file the sample is also written to ('' = printed only)
+dtype = "auto"  # what matmuls compute in: bfloat16, float16 or float32 ('auto': by the GPU; float32 off a GPU)
 compile = True  # torch.compile the training step on CUDA (never on CPU or mps)
 HYPERPARAMETERS = [name for name, value in globals().items()  # the names above: --name=value sets them
                    if not name.startswith("_") and isinstance(value, (bool, int, float, str))]
@@ -63,6 +61,8 @@ def check_hyperparameters():
                  f" got {min_lr}, {beta2} and {grad_clip}")
     if not 0 <= dropout < 1:
         sys.exit(f"error: --dropout must be at least 0 and below 1, got {dropout}")
+    if dtype not in ("auto", "bfloat16", "float16", "float32"):
+        sys.exit(f"error: --dtype must be auto, bfloat16, float16 or float32, got {dtype}")
 
 
 # ---- data -----------------------------------------------------------------
@@ -98,7 +98,8 @@ def get_batch(data):
 
 
 def eval_windows(data, every=1):
-    """Every `every`-th non-overlapping block_size window of data, as inputs and targets (N, T)."""
+    """Every `every`-th non-overlapping block_size window of data, as inputs and targets (N, T): for the train split,
+    every so many that there are about as many as the val split's windows, spread evenly over it."""
     starts = torch.arange(0, (len(data) - 1) // block_size, every, device=data.device) * block_size
     windows = data[starts[:, None] + torch.arange(block_size + 1, device=data.device)]  # (N, T + 1)
     return windows[:, :-1], windows[:, 1:]
@@ -207,9 +208,28 @@ class GPTLanguageModel(nn.Module):
 
 # ---- training -------------------------------------------------------------
 
+def precision(device):
+    """The dtype to compute in. 'auto': bfloat16 from compute capability 8.0 on, whose tensor cores multiply it fast;
+    float16 on an older GPU (T4, V100), which would emulate bfloat16 slowly, though is_bf16_supported() says True."""
+    if dtype == "auto" and device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
+    return getattr(torch, "float32" if dtype == "auto" else dtype)  # float32 off a GPU
+
+
 def autocast(device):
-    """bf16 autocast on CUDA, where tensor cores multiply bf16 several times faster; float32 elsewhere."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    """Autocast to the precision's dtype on tensor cores, several times faster than float32; none in float32."""
+    return torch.autocast(device.type, dtype=precision(device), enabled=precision(device) != torch.float32)
+
+
+def compile_off(device):
+    """Why the training step runs uncompiled ('' where torch.compile is on): it needs CUDA and a working Triton."""
+    if not compile or device.type != "cuda":
+        return "--compile=False" if not compile else "not CUDA"
+    try:  # what Inductor itself asks, in a private module: a release that moves it means no compile
+        from torch.utils._triton import has_triton
+        return "" if has_triton() else "no working Triton"
+    except ImportError:
+        return "no working Triton"
 
 
 @torch.no_grad()
@@ -221,8 +241,7 @@ def estimate_loss(model, splits):
         total = torch.zeros((), device=x.device)  # stays on the device: no sync per batch
         for i in range(0, len(x), batch_size):
             xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-            with autocast(x.device):
-                _, loss = model(xb, yb)
+            _, loss = model(xb, yb)
             total += loss.float() * len(xb)  # weighted by size: the last batch may be smaller
         out[split] = (total / len(x)).item()
     model.train()
@@ -248,27 +267,29 @@ def lr_at(step):
 
 def train(model, train_data, val_data):
     """max_iters AdamW steps on random batches, with the losses every eval_interval steps and at the end."""
-    on_cuda = train_data.device.type == "cuda"
     optimizer = configure_optimizer(model)
-    val_windows = eval_windows(val_data)
-    # about as many training windows as validation windows, spread evenly over the training split
-    train_windows = eval_windows(train_data, every=max(1, len(train_data) // len(val_data)))
-    step_model = torch.compile(model) if compile and on_cuda else model  # evaluation and sampling run eagerly
+    scaler = torch.amp.GradScaler(train_data.device.type, enabled=precision(train_data.device) == torch.float16)
+    windows = {"train": eval_windows(train_data, len(train_data) // len(val_data)), "val": eval_windows(val_data)}
+    step_model = model if compile_off(train_data.device) else torch.compile(model)  # evaluation, sampling: eager
     for step in range(max_iters + 1):
         if step % eval_interval == 0 or step == max_iters:
-            losses = estimate_loss(model, {"train": train_windows, "val": val_windows})
-            print(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}", flush=True)
+            with autocast(train_data.device):
+                losses = estimate_loss(model, windows)
             if not math.isfinite(losses["train"] + losses["val"]):  # NaN or inf: training will not recover
                 sys.exit(f"error: the loss is not finite at step {step}; try a smaller --learning_rate")
+            print(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
+                  f" ({losses['val'] / math.log(2):.3f} bits/char)", flush=True)  # the val loss in bits: nats / ln 2
         if step < max_iters:
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)
             with autocast(train_data.device):
                 _, loss = step_model(*get_batch(train_data))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()  # float16: the loss scaled up, so that small gradients do not round to 0
+            scaler.unscale_(optimizer)  # the gradients as they are, to clip
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
+            scaler.step(optimizer)  # a step with an inf or a NaN among the gradients is skipped
+            scaler.update()  # the scale halves after a skipped step and doubles after 2000 good ones
 
 
 def main(argv):
@@ -276,9 +297,13 @@ def main(argv):
     check_hyperparameters()
     torch.manual_seed(seed)
     torch_device = pick_device(device)
+    gpu = ""  # its name and compute capability, on the start-up line
     if torch_device.type == "cuda":
         torch.cuda.set_device(torch_device)  # the GPU that compiled kernels are built and cached for
         torch.set_float32_matmul_precision("high")  # TF32 tensor cores for the matmuls left in float32
+        gpu = " ({}, compute {}.{})".format(torch.cuda.get_device_name(), *torch.cuda.get_device_capability())
+    scaled, off = " with loss scaling" * (precision(torch_device) == torch.float16), compile_off(torch_device)
+    print(f"{torch_device}{gpu}: {precision(torch_device)}{scaled}; torch.compile {'off: ' + off if off else 'on'}")
     text = load_text(data_path)
     encode, decode, vocab_size = build_tokenizer(text)
     train_data, val_data = split_data(torch.tensor(encode(text), dtype=torch.long, device=torch_device))
@@ -294,8 +319,7 @@ def main(argv):
 
     model.eval()  # sample with training-only behaviour switched off
     context = torch.zeros((1, 1), dtype=torch.long, device=torch_device)  # start from token 0
-    with autocast(torch_device):
-        sample = decode(model.generate(context, max_new_tokens)[0].tolist())
+    sample = decode(model.generate(context, max_new_tokens)[0].tolist())  # in float32, whatever the GPU
     print(sample)
     if out_path:
         write_atomically(out_path, sample.encode("utf-8"))
@@ -317,16 +341,17 @@ def parse_args(argv):
                             help=f"{comments.get(name, '')} (default: {globals()[name]})".replace("%", "%%"))
     given = vars(parser.parse_args(argv))
     for name, kind in [(name, type(globals()[name])) for name in HYPERPARAMETERS]:  # the file's values too
-        value, low, whole = given.get(name, globals()[name]), LOWEST.get(name, -math.inf), type(LOWEST.get(name)) is int
-        if kind in (int, float) and not (low <= value and abs(value) < (2**31 if whole else math.inf)  # no NaN or inf
-                                         and (value % 1 == 0 or not whole)):  # whole: LOWEST's ints, 1 not 1.0
+        value, low = given.get(name, globals()[name]), LOWEST.get(name, -math.inf)
+        whole = type(low) is int  # LOWEST gives the least of a whole number (a size, a count) as an int: 1, not 1.0
+        if kind in (int, float) and not (low <= value < (2**31 if whole else math.inf)
+                                         and (value % 1 == 0 or not whole)):
             where = f"--{name}={value:.15g}" if name in given else f"{name} = {value!r} in {Path(__file__).name}"
             sys.exit(f"error: {where}: {name} must be a {'whole number below 2**31' if whole else 'finite number'}"
-                     + (f", at least {low}" if low > -math.inf else ""))
-        globals()[name] = (str(value).lower() in ("true", "1") if kind is bool else
+                     + (f", at least {low}" if low > -math.inf else ""))  # NaN and -inf fail at low <= value too
+        globals()[name] = (value in ("true", "1", True) if kind is bool else
                            int(value) if whole or kind is int and value % 1 == 0 else value)
-    outputs = {n: os.path.realpath(globals()[n]) for n in HYPERPARAMETERS  # each the file it is: through any link
-               if n.endswith("_path") and n != "data_path" and globals()[n]}
+    outputs = {name: os.path.realpath(globals()[name]) for name in HYPERPARAMETERS  # each the file it is, through
+               if name.endswith("_path") and name != "data_path" and globals()[name]}  # any link, in any spelling
     for name, real in outputs.items():
         path, folder = globals()[name], os.path.dirname(real)
         why = ("exists, and a run writes only new files" if os.path.lexists(path) and name != "ckpt_path" else
@@ -339,12 +364,18 @@ def parse_args(argv):
 
 
 def pick_device(name):
-    """'auto' picks cuda:0, then mps, then cpu; any other name must be a device present here ('cuda' is cuda:0)."""
+    """'auto' picks cuda:0, then mps, then cpu; any other name must be a device here ('cuda' is cuda:0). A GPU must
+    be one this PyTorch has kernels for: those built for compute X.Y run on X.Y and on X.Z for Z > Y."""
     present = [f"cuda:{i}" for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0)]
     present += ["mps"] * torch.backends.mps.is_available() + ["cpu"]
     chosen = present[0] if name == "auto" else "cuda:0" if name == "cuda" else name  # indexed, as set_device needs
     if chosen not in present:
         sys.exit(f"error: --device={name} is not here; use auto or one of {', '.join(present)}")
+    built = [int(arch[3:].rstrip("af")) for arch in torch.cuda.get_arch_list() if arch.startswith("sm_")]
+    major, minor = torch.cuda.get_device_capability(chosen) if built and chosen.startswith("cuda") else (0, 0)
+    if major and not any(sm // 10 == major and sm % 10 <= minor for sm in built):
+        sys.exit(f"error: this PyTorch has no kernels for compute {major}.{minor}; install its CUDA 12.6 build:"
+                 " pip install torch --index-url https://download.pytorch.org/whl/cu126")
     return torch.device(chosen)
 
 
@@ -363,27 +394,27 @@ def load_text(path):
 def write_atomically(path, data):
     """Write bytes to a new file beside path (mode x: never over another file), then rename it over path. A write
     that fails (a full disk) removes what it wrote and ends the run in one line, path as it was."""
-    temporary, created = f"{path}.{os.getpid()}.tmp", False
+    temporary = f"{path}.{os.getpid()}.tmp"
     try:
         with open(temporary, "xb") as file:
-            created = True
             file.write(data)
         os.replace(temporary, path)
-    except BaseException as error:  # Ctrl-C too
-        if created:
+    except OSError as error:
+        if not isinstance(error, FileExistsError) and os.path.exists(temporary):  # ours: it goes
             os.remove(temporary)
-        raise SystemExit(f"error: cannot write {path}: {error.strerror}") if isinstance(error, OSError) else error
+        sys.exit(f"error: cannot write {path}: {error.strerror}")
 
 
 if __name__ == "__main__":
     try:
         main(sys.argv[1:])
-    except KeyboardInterrupt:  # Ctrl-C: the shell's status for it, and no traceback
-        sys.exit(130)
-    except BrokenPipeError:  # stdout closed early (| head): end quietly, nothing more flushed into the pipe
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(141)  # as a process ended by SIGPIPE
-    except RuntimeError as error:  # out of memory, on the CPU or a GPU: one line that names the size
-        if not (size := re.search(r"(?i)tried to allocate ([\d.]+ \w+)", str(error))):
-            raise
-        sys.exit(f"error: out of memory (tried to allocate {size[1]}); try smaller sizes")
+    except (KeyboardInterrupt, BrokenPipeError) as stop:  # Ctrl-C, or stdout closed early (| head): no traceback
+        if isinstance(stop, BrokenPipeError):  # nothing more into the closed pipe, at exit either
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(130 if isinstance(stop, KeyboardInterrupt) else 141)  # the shell's status for SIGINT, SIGPIPE
+    except RuntimeError as error:  # out of memory (CPU or GPU) or torch.compile failing: one line, no traceback
+        size = re.search(r"(?i)tried to allocate ([\d.]+ \w+)", str(error))
+        if size or type(error).__module__ in ("torch._dynamo.exc", "torch._inductor.exc"):
+            sys.exit(f"error: out of memory (tried to allocate {size[1]}); try smaller sizes" if size else
+                     f"error: torch.compile failed ({str(error).splitlines()[0]}); run with --compile=False")
+        raise

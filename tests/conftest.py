@@ -3,6 +3,7 @@
 import contextlib
 import faulthandler
 import importlib.util
+import inspect
 import io
 import os
 import queue
@@ -76,6 +77,35 @@ def tiny_args(module, **overrides):
     values = {**TINY, "max_iters": 4, "eval_interval": 2, "eval_iters": 1, "device": "cpu", "out_path": "",
               **overrides}
     return [f"--{name}={value}" for name, value in values.items() if name in module.HYPERPARAMETERS]
+
+
+def as_read(argv):
+    """--name=value arguments as a run reads them and prints them back: each name once, where it first came, with
+    its last value."""
+    values = dict(arg.split("=", 1) for arg in argv)
+    return [f"{name}={value}" for name, value in values.items()]
+
+
+def batch_drawer(module):
+    """module.get_batch as a function of the data alone: from v9 on, batches come from a generator of their own."""
+    if "generator" not in inspect.signature(module.get_batch).parameters:
+        return module.get_batch
+    generator = torch.Generator().manual_seed(0)
+    return lambda data: module.get_batch(data, generator)
+
+
+def run_training(module, model, train_data, val_data):
+    """module.train(model, train_data, val_data), given what v8 on also take: a fresh run's state (nothing saved
+    in it, the tests' checkpoint path being ''), no stop asked for, and from v10 on the val split's length."""
+    later = {"val_chars": len(val_data), "state": {}, "stop": []}
+    parameters = inspect.signature(module.train).parameters
+    return module.train(model, train_data, val_data, **{name: later[name] for name in later if name in parameters})
+
+
+def generated(model, context, max_new_tokens, **options):
+    """model.generate's answer as the context extended by the new tokens: v13 yields them one by one."""
+    out = model.generate(context, max_new_tokens, **options)
+    return out if isinstance(out, torch.Tensor) else torch.cat([context, *out], dim=1)
 
 
 def model_class(module):

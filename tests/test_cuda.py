@@ -1,27 +1,45 @@
-"""The CUDA half, checked on a CPU: CUDA is made to look present, and every torch.cuda call the scripts make before
-and after training goes through torch's own argument checks. A device without an index where one is needed, an
-index past the GPUs or a backend a GPU cannot use fails here as it would on a GPU; the tensors stay on the CPU."""
+"""The CUDA half, checked on a CPU: a GPU is made to look present by its device properties (a T4, a V100, an A100,
+an H100), and torch's own checks and capability logic run on top: _get_device_index on every device argument,
+get_device_capability and is_bf16_supported on the properties, autocast's and GradScaler's own validation. A device
+without an index where one is needed, an index past the GPUs, a backend a GPU cannot use, bfloat16 on a GPU that
+only emulates it, a GPU the build has no kernels for: each fails here as it would on the GPU. Tensors stay on the
+CPU."""
 
+import runpy
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+import torch.utils._triton
 from torch.cuda._utils import _get_device_index
 
-from conftest import FAST_SCRIPTS, RECIPE_SCRIPTS, SCRIPTS, load_script, tiny_args
+from conftest import FAST_SCRIPTS, RECIPE_SCRIPTS, ROOT, SCRIPTS, load_script, run_main, step_lines, tiny_args
+
+# (name, compute capability) as torch.cuda.get_device_properties describes them
+GPUS = {"T4": ("Tesla T4", 7, 5), "V100": ("Tesla V100-SXM2-16GB", 7, 0), "A100": ("NVIDIA A100-SXM4-80GB", 8, 0),
+        "H100": ("NVIDIA H100 80GB HBM3", 9, 0), "P100": ("Tesla P100-PCIE-16GB", 6, 0)}
+# the kernels in torch 2.13's builds (its PYTORCH_RELEASES_CODE_CC): CUDA 12.6 from sm_50, 12.9 and 13.x from sm_75
+CUDA_12_6 = ["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"]
+CUDA_13_0 = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]
 
 
 class FakeCuda:
-    """A machine with `count` GPUs, as torch.cuda describes it; what the scripts asked of it is kept in `asked`."""
+    """A machine with `count` GPUs of one kind, as torch.cuda describes them, under a build with `arch_list`'s
+    kernels; what the scripts asked of it is kept in `asked`, the devices tensors went to in `placed`."""
 
-    def __init__(self, monkeypatch, count):
+    def __init__(self, monkeypatch, count, gpu="H100", arch_list=CUDA_13_0, triton=True):
         self.count, self.current, self.asked, self.placed = count, 0, [], []
+        self.gpu = GPUS[gpu]
+        torch.cuda._check_bf16_tensor_supported.cache_clear()  # is_bf16_supported's memory of other tests' GPUs
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
         monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
         monkeypatch.setattr(torch.cuda, "current_device", lambda: self.current)
-        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)  # as an A100 or H100
+        monkeypatch.setattr(torch.cuda, "get_device_properties", self.properties)
+        monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: list(arch_list))
+        monkeypatch.setattr(torch.utils._triton, "has_triton", lambda: triton)  # what Inductor asks
         monkeypatch.setattr(torch.cuda, "set_device", self.set_device)
         monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: self.index(device) and 0)
         monkeypatch.setattr(torch, "set_float32_matmul_precision", lambda precision: self.asked.append(precision))
@@ -49,12 +67,20 @@ class FakeCuda:
         assert 0 <= index < self.count, f"no GPU {index} on a machine of {self.count}"
         return index
 
+    def properties(self, device=None):
+        """What torch.cuda.get_device_properties says of a GPU: torch's get_device_capability, get_device_name and
+        is_bf16_supported read it."""
+        self.index(device)
+        name, major, minor = self.gpu
+        return SimpleNamespace(name=name, major=major, minor=minor)
+
     def set_device(self, device):
         self.current = self.index(device, optional=False)
         self.asked.append(("set_device", self.current))
 
     def place(self, device):
-        """Whether device is a GPU (then checked and kept in `placed`)."""
+        """Whether device is a GPU (then checked and kept in `placed`): a bare index is one, as torch reads it."""
+        device = torch.device("cuda", device) if isinstance(device, int) else device
         if device is None or torch.device(device).type != "cuda":
             return False
         self.placed.append(self.index(torch.device(device)))
@@ -75,6 +101,8 @@ def reached_training(name, monkeypatch, *args):
     module.main(tiny_args(module, device="auto") + list(args))
     return started
 
+
+# ---- every script: the GPU it is given ---------------------------------------
 
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_with_a_gpu_present_auto_trains_on_gpu_0_and_sets_it(name, monkeypatch, small_text, capsys):
@@ -125,14 +153,168 @@ def test_under_torchrun_each_process_takes_its_local_gpu_and_joins_over_nccl(nam
     assert ("set_device", 1) in cuda.asked and set(cuda.placed) == {1}
 
 
-@pytest.mark.parametrize("name", FAST_SCRIPTS)
-def test_on_a_gpu_autocast_is_bf16_and_on_the_cpu_float32(name, monkeypatch):
-    FakeCuda(monkeypatch, count=1)
-    module = load_script(name)
-    on_gpu, on_cpu = module.autocast(torch.device("cuda:0")), module.autocast(torch.device("cpu"))
-    assert (on_gpu.device, on_gpu.fast_dtype, on_gpu._enabled) == ("cuda", torch.bfloat16, True)
-    assert not on_cpu._enabled
+# ---- a build without kernels for the GPU --------------------------------------
 
+@pytest.mark.parametrize("gpu, arch_list, works", [
+    ("V100", CUDA_13_0, False),  # compute 7.0: the default wheels start at sm_75
+    ("P100", CUDA_13_0, False),
+    ("V100", CUDA_12_6, True),  # the fix: the CUDA 12.6 build
+    ("T4", CUDA_13_0, True),  # 7.5: sm_75 itself
+    ("H100", CUDA_12_6, True),  # 9.0: sm_90
+    ("A100", ["sm_75"], False),  # a kernel for 7.5 runs on 7.x only, never on another major version
+])
+@pytest.mark.parametrize("name", ["bigram", "v5"])  # every script on a GPU, float32 included
+def test_a_gpu_the_build_has_no_kernels_for_stops_in_one_line_that_names_the_fix(gpu, arch_list, works, name,
+                                                                                   monkeypatch, small_text):
+    FakeCuda(monkeypatch, count=1, gpu=gpu, arch_list=arch_list)
+    if works:
+        assert reached_training(name, monkeypatch, f"--data_path={small_text}")
+        return
+    major, minor = GPUS[gpu][1:]
+    with pytest.raises(SystemExit) as exit_info:
+        reached_training(name, monkeypatch, f"--data_path={small_text}")
+    assert exit_info.value.code == (f"error: this PyTorch has no kernels for compute {major}.{minor}; install its CUDA"
+                                    " 12.6 build: pip install torch --index-url https://download.pytorch.org/whl/cu126")
+
+
+def test_a_minor_version_past_the_builds_runs_its_major_versions_kernels(monkeypatch):
+    module = load_script("bigram")
+    FakeCuda(monkeypatch, count=1, gpu="A100", arch_list=["sm_75"])
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: SimpleNamespace(
+        name="a GPU of compute 7.9", major=7, minor=9))
+    assert module.pick_device("auto") == torch.device("cuda:0")
+
+
+# ---- v6 on: the dtype, the loss scaler and torch.compile, by GPU --------------
+
+# what each GPU gets at --dtype=auto: the dtype, loss scaling, and the start-up line
+BY_GPU = {
+    "T4": (torch.float16, "cuda:0 (Tesla T4, compute 7.5): torch.float16 with loss scaling; torch.compile on"),
+    "V100": (torch.float16, "cuda:0 (Tesla V100-SXM2-16GB, compute 7.0): torch.float16 with loss scaling;"
+                            " torch.compile on"),
+    "A100": (torch.bfloat16, "cuda:0 (NVIDIA A100-SXM4-80GB, compute 8.0): torch.bfloat16; torch.compile on"),
+    "H100": (torch.bfloat16, "cuda:0 (NVIDIA H100 80GB HBM3, compute 9.0): torch.bfloat16; torch.compile on"),
+}
+
+
+@pytest.mark.parametrize("gpu", BY_GPU)
+@pytest.mark.parametrize("name", FAST_SCRIPTS)
+def test_auto_picks_the_dtype_by_compute_capability_not_by_is_bf16_supported(gpu, name, monkeypatch, small_text,
+                                                                             capsys):
+    FakeCuda(monkeypatch, count=1, gpu=gpu, arch_list=CUDA_12_6)
+    assert torch.cuda.is_bf16_supported()  # torch's own answer says yes everywhere: emulated below 8.0
+    module = load_script(name)
+    dtype, line = BY_GPU[gpu]
+    cuda = torch.device("cuda:0")
+    assert module.precision(cuda) == dtype and module.compile_off(cuda) == ""
+    made = module.autocast(cuda)  # torch's own autocast, with its own checks of the dtype for the device
+    assert (made.device, made.fast_dtype, made._enabled) == ("cuda", dtype, True)
+    assert reached_training(name, monkeypatch, f"--data_path={small_text}")
+    assert line in capsys.readouterr().out.splitlines()
+
+
+@pytest.mark.parametrize("name", ["v6", "v13"])
+def test_without_a_working_triton_the_run_is_uncompiled_and_says_why(name, monkeypatch, small_text, capsys):
+    FakeCuda(monkeypatch, count=1, gpu="T4", triton=False)  # Windows, or a broken install
+    module = load_script(name)
+    assert module.compile_off(torch.device("cuda:0")) == "no working Triton"
+    assert reached_training(name, monkeypatch, f"--data_path={small_text}")
+    assert ("cuda:0 (Tesla T4, compute 7.5): torch.float16 with loss scaling; torch.compile off: no working Triton"
+            in capsys.readouterr().out.splitlines())
+
+
+@pytest.mark.parametrize("name", ["v6", "v13"])
+def test_compile_false_says_so(name, monkeypatch, small_text, capsys):
+    FakeCuda(monkeypatch, count=1, gpu="H100")
+    assert reached_training(name, monkeypatch, f"--data_path={small_text}", "--compile=False", "--dtype=float32")
+    assert ("cuda:0 (NVIDIA H100 80GB HBM3, compute 9.0): torch.float32; torch.compile off: --compile=False"
+            in capsys.readouterr().out.splitlines())
+
+
+@pytest.mark.parametrize("name", FAST_SCRIPTS)
+def test_mps_stays_in_float32_without_compile(name, monkeypatch, small_text, capsys):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    module = load_script(name)
+    mps = torch.device("mps")
+    assert module.precision(mps) == torch.float32 and module.compile_off(mps) == "not CUDA"
+    assert not module.autocast(mps)._enabled
+    monkeypatch.setattr(nn.Module, "to", lambda model, *args, **kwargs: model)  # the model stays on the CPU
+    for factory in ("tensor", "zeros"):  # what the scripts make on their device before and after training: CPU
+        real = getattr(torch, factory)
+        monkeypatch.setattr(torch, factory, lambda *args, device=None, real=real, **kwargs: real(*args, **kwargs))
+    assert reached_training(name, monkeypatch, f"--data_path={small_text}")
+    assert "mps: torch.float32; torch.compile off: not CUDA" in capsys.readouterr().out.splitlines()
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+def test_an_explicit_dtype_holds_on_any_device(dtype, monkeypatch):
+    module = load_script("v8")
+    monkeypatch.setattr(module, "dtype", dtype)
+    for device in (torch.device("cpu"), torch.device("cuda:0")):
+        assert module.precision(device) == getattr(torch, dtype)
+    made = module.autocast(torch.device("cpu"))  # CPU autocast does bfloat16 and float16
+    assert made._enabled == (dtype != "float32") and (dtype == "float32" or made.fast_dtype == getattr(torch, dtype))
+
+
+def test_a_dtype_torch_cannot_autocast_to_is_refused_in_one_line(small_text, capsys):
+    code, _, err = run_main("v6", tiny_args(load_script("v6"), dtype="float8") + [f"--data_path={small_text}"])
+    assert code == 1 and err == "error: --dtype must be auto, bfloat16, float16 or float32, got float8\n"
+
+
+def test_a_compile_that_fails_at_the_first_step_ends_in_one_line_that_names_compile_false(monkeypatch, small_text):
+    """What a broken Triton gives once torch.compile's first call builds its kernels: the __main__ guard gets it."""
+    def first_step(*args, **kwargs):
+        raise torch._inductor.exc.InductorError(RuntimeError("Cannot find a working triton installation."), None)
+
+    monkeypatch.setattr(torch, "manual_seed", first_step)  # the first of torch's calls in v6's main
+    monkeypatch.setattr(sys, "argv", ["v6.py", *tiny_args(load_script("v6")), f"--data_path={small_text}"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(ROOT / "v6.py"), run_name="__main__")
+    assert str(exit_info.value.code).startswith("error: torch.compile failed (")
+    assert str(exit_info.value.code).endswith("); run with --compile=False")
+
+
+# ---- float16 on the CPU, for real -------------------------------------------------
+
+def test_float16_trains_for_real_on_the_cpu_near_float32s_loss(small_text):
+    args = tiny_args(load_script("v7"), max_iters=20, eval_interval=10, batch_size=16, dropout=0.0) + [
+        f"--data_path={small_text}"]
+    runs = {dtype: run_main("v7", args + [f"--dtype={dtype}"]) for dtype in ("float32", "float16")}
+    assert all(code == 0 for code, _, _ in runs.values())
+    assert runs["float16"][1].splitlines()[0] == "cpu: torch.float16 with loss scaling; torch.compile off: not CUDA"
+    val = {dtype: [float(line.split("val loss ")[1].split()[0]) for line in step_lines(out)]
+           for dtype, (_, out, _) in runs.items()}
+    assert val["float16"][-1] < val["float16"][0]  # it learns
+    torch.testing.assert_close(torch.tensor(val["float16"]), torch.tensor(val["float32"]), rtol=0, atol=2e-2)
+
+
+def test_a_float16_step_whose_gradients_overflow_is_skipped_and_the_scale_halves(monkeypatch):
+    v6 = load_script("v6")
+    for name, value in dict(block_size=8, n_embd=16, n_head=2, n_layer=1, batch_size=4, dropout=0.0, max_iters=3,
+                            eval_interval=10, eval_iters=1, dtype="float16").items():
+        monkeypatch.setattr(v6, name, value)
+    scales, steps, backwards = [], [], []
+    real_update, real_step = torch.amp.GradScaler.update, torch.optim.AdamW.step
+    monkeypatch.setattr(torch.amp.GradScaler, "update", lambda self: (real_update(self), scales.append(
+        self.get_scale())))
+    monkeypatch.setattr(torch.optim.AdamW, "step", lambda self, *a, **k: (steps.append(1), real_step(self, *a, **k)))
+    torch.manual_seed(0)
+    model = v6.GPTLanguageModel(11)
+    model.lm_head.weight.register_hook(lambda grad: (backwards.append(1), grad * (float("inf") if len(
+        backwards) == 2 else 1.0))[1])  # the second step's gradients overflow
+    data = torch.randint(11, (200,))
+    v6.train(model, data[:180], data[180:])
+    assert scales == [2.0**16, 2.0**15, 2.0**15]  # halved after the overflow, kept after good steps
+    assert len(steps) == 2  # the optimizer skipped the step whose gradients were not finite
+
+
+@pytest.mark.parametrize("name", FAST_SCRIPTS)
+def test_on_the_cpu_autocast_is_off_at_auto(name):
+    module = load_script(name)
+    assert module.precision(torch.device("cpu")) == torch.float32 and not module.autocast(torch.device("cpu"))._enabled
+
+
+# ---- fused AdamW --------------------------------------------------------------------
 
 def adamw_of(module, model):
     """The AdamW optimizer the script trains model with (v12 adds Muon beside it)."""

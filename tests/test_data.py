@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from conftest import ROOT, load_script, shrink
+from conftest import ROOT, batch_drawer, load_script, shrink
 
 
 def test_encode_decode_round_trips_all_of_input_txt(character_script):
@@ -23,7 +23,7 @@ def test_split_keeps_the_first_ninety_percent_for_training(script):
 
 def test_get_batch_targets_are_the_inputs_shifted_by_one(script):
     data = torch.arange(100)  # every window of consecutive integers shows the shift
-    x, y = script.get_batch(data)
+    x, y = batch_drawer(script)(data)
     assert x.shape == y.shape == (script.batch_size, script.block_size)
     assert torch.equal(x[:, 1:], y[:, :-1])
     assert torch.equal(y - x, torch.ones_like(x))
@@ -31,7 +31,8 @@ def test_get_batch_targets_are_the_inputs_shifted_by_one(script):
 
 def test_get_batch_draws_windows_from_the_whole_split(script):
     data = torch.arange(script.block_size + 3)  # only three windows fit
-    starts = {script.get_batch(data)[0][i, 0].item() for _ in range(50) for i in range(script.batch_size)}
+    draw = batch_drawer(script)
+    starts = {draw(data)[0][i, 0].item() for _ in range(50) for i in range(script.batch_size)}
     assert starts == {0, 1, 2}
 
 

@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, Started, load_script, run_main, tiny_args
+from conftest import ROOT, Started, as_read, load_script, run_main, tiny_args
 
 NAME = "v9"
 SCRIPT = str(ROOT / f"{NAME}.py")
@@ -128,13 +128,17 @@ def test_one_process_stopped_and_resumed_goes_on_exactly_with_dropout(tmp_path, 
 def test_a_signal_to_one_process_stops_all_of_them_at_the_same_step(tmp_path, small_text):
     argv = args(tmp_path, small_text, max_iters=10**5, eval_interval=10**5)
     processes = start(argv)
-    assert processes[0].line().endswith("training on cpu\n")
-    assert processes[0].line().startswith("step 0:")  # both are training
-    processes[1].process.send_signal(signal.SIGTERM)
-    results = finish(processes, timeout=30)
+    try:
+        assert processes[0].line().startswith("cpu: torch.float32")  # the start-up line
+        assert processes[0].line().endswith("training on cpu\n")
+        assert processes[0].line().startswith("step 0:")  # both are training
+        processes[1].process.send_signal(signal.SIGTERM)
+    finally:  # the processes end with the test, whatever failed
+        results = finish(processes, timeout=30)
     assert [code for code, _, _ in results] == [143, 143], results[1][2]
     step = torch.load(tmp_path / "ckpt.pt", weights_only=True)["step"]
-    command = shlex.join(["torchrun", "--nproc_per_node=2", "v9.py", *argv, "--resume=True"])
+    command = shlex.join(["torchrun", "--standalone", "--nproc_per_node=2", os.path.relpath(SCRIPT), *as_read(argv),
+                          "--resume=True"])
     assert results[0][1].splitlines()[-1] == f"continue with: {command}"
     assert results[0][1].splitlines()[-2].startswith(f"step {step}: train loss")  # the step both stopped after
     assert results[1][1] == "" and results[1][2] == ""  # one voice
@@ -143,14 +147,14 @@ def test_a_signal_to_one_process_stops_all_of_them_at_the_same_step(tmp_path, sm
 def test_a_batch_that_does_not_split_into_equal_shares_is_refused(tmp_path, small_text, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "4")  # as torchrun --nproc_per_node=4 sets it, read when the script loads
     code, out, err = run_main(NAME, args(tmp_path, small_text, batch_size=30))
-    assert code == 1 and err.startswith("error: --batch_size=30 won't split into 4 equal shares")
+    assert code == 1 and err == "error: --batch_size=30 won't split into 4 equal shares, one for each process\n"
 
 
 def test_sampling_is_refused_under_torchrun(runs, tmp_path, small_text, monkeypatch):
     shutil.copy(runs["one"][0] / "ckpt.pt", tmp_path / "ckpt.pt")
     monkeypatch.setenv("WORLD_SIZE", "2")
     code, out, err = run_main(NAME, [f"--ckpt_path={tmp_path / 'ckpt.pt'}", "--sample_only=True", "--device=cpu"])
-    assert code == 1 and err.endswith("or sampling not alone\n")
+    assert code == 1 and err == "error: --sample_only=True samples in one process: run it with python, not torchrun\n"
 
 
 def worker_pids(launcher_pid):
@@ -162,6 +166,7 @@ def worker_pids(launcher_pid):
 def test_a_process_that_dies_ends_the_whole_run_under_torchrun(tmp_path, small_text):
     with Started([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", SCRIPT,
                   *args(tmp_path, small_text, max_iters=10**5, eval_interval=10**5, dist_timeout=20)]) as launcher:
+        assert launcher.line().startswith("cpu: torch.float32")  # the start-up line
         assert launcher.line().endswith("training on cpu\n")
         assert launcher.line().startswith("step 0:")
         workers = worker_pids(launcher.process.pid)

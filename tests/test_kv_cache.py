@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import load_script, run_main, shrink, tiny_args
+from conftest import generated, load_script, run_main, shrink, tiny_args
 
 SIZES = dict(block_size=16, n_embd=32, n_head=4, n_layer=2, dropout=0.0)
 VOCAB = 40
@@ -50,7 +50,7 @@ def test_within_block_size_sampling_draws_v12s_tokens(models, temperature, top_k
     samples = []
     for model in (slow, fast):
         torch.manual_seed(7)
-        samples.append(model.generate(prompt, SIZES["block_size"] - 4, temperature, top_k)[:, 4:])
+        samples.append(generated(model, prompt, SIZES["block_size"] - 4, temperature=temperature, top_k=top_k)[:, 4:])
     assert first_difference(*samples) is None, f"the samples part at step {first_difference(*samples)}"
 
 
@@ -59,7 +59,7 @@ def test_the_prompt_runs_once_then_each_new_token_alone(models, monkeypatch):
     lengths = []
     real = fast.blocks[0].forward
     monkeypatch.setattr(fast.blocks[0], "forward", lambda x, cache=None: lengths.append(x.size(1)) or real(x, cache))
-    fast.generate(torch.zeros((1, 6), dtype=torch.long), 10)
+    list(fast.generate(torch.zeros((1, 6), dtype=torch.long), 10))  # each new token, as it is drawn
     assert lengths == [6] + [1] * 9  # the tenth token is sampled from the ninth step's logits
 
 
@@ -80,13 +80,13 @@ def test_a_long_prompt_is_cropped_to_block_size_as_v12_crops_it(models):
     samples = []
     for model in (slow, fast):
         torch.manual_seed(9)
-        samples.append(model.generate(prompt, 1))
+        samples.append(generated(model, prompt, 1))
     assert torch.equal(*samples)
 
 
 def test_past_block_size_sampling_goes_on_with_valid_tokens(models):
     _, _, fast = models
-    out = fast.generate(torch.zeros((2, 1), dtype=torch.long), 3 * SIZES["block_size"])
+    out = generated(fast, torch.zeros((2, 1), dtype=torch.long), 3 * SIZES["block_size"])
     assert out.shape == (2, 1 + 3 * SIZES["block_size"]) and 0 <= out.min() and out.max() < VOCAB
 
 
@@ -112,4 +112,6 @@ def test_sample_only_continues_a_prompt_from_v13s_checkpoint(tmp_path, small_tex
     code, out, err = run_main("v13", [f"--ckpt_path={tmp_path / 'ckpt.pt'}", "--sample_only=True", "--device=cpu",
                                       "--prompt=ROMEO:", "--max_new_tokens=40", "--temperature=0.8", "--top_k=20"])
     assert code == 0, err
-    assert out.splitlines()[1].startswith("ROMEO:")
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("cpu: "))  # the start-up line, then the sample
+    assert lines[start + 1].startswith("ROMEO:")

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from conftest import ATTENTION_SCRIPTS, GPT_SCRIPTS, LECTURE_GPT_SCRIPTS, load_script, model_class, shrink
+from conftest import (ATTENTION_SCRIPTS, GPT_SCRIPTS, LECTURE_GPT_SCRIPTS, generated, load_script, model_class, run_training,
+                      shrink)
 
 VOCAB = 11
 
@@ -94,7 +95,7 @@ def test_train_reports_every_interval_and_the_last_step(script, monkeypatch, cap
     data = torch.arange(300) % 10  # tokens in a pattern the model can learn in a few steps
     train_data, val_data = script.split_data(data)
     torch.manual_seed(0)
-    script.train(model_class(script)(10), train_data, val_data)
+    run_training(script, model_class(script)(10), train_data, val_data)
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["step 0", "step 10", "step 20", "step 25"]
     val_losses = [float(line.split("val loss ")[1].split()[0]) for line in lines]
@@ -104,7 +105,7 @@ def test_train_reports_every_interval_and_the_last_step(script, monkeypatch, cap
 def test_generate_extends_a_context_longer_than_block_size_with_valid_ids(script):
     model = make_model(script)
     context = torch.randint(VOCAB, (2, script.block_size + 5))
-    out = model.generate(context, max_new_tokens=7)
+    out = generated(model, context, 7)
     assert out.shape == (2, script.block_size + 12)
     assert torch.equal(out[:, :context.shape[1]], context)
     assert 0 <= out.min() and out.max() < VOCAB
@@ -114,9 +115,9 @@ def test_generate_is_reproducible_with_the_same_seed(script):
     model = make_model(script)
     context = torch.zeros((1, 1), dtype=torch.long)
     torch.manual_seed(123)
-    first = model.generate(context, max_new_tokens=30)
+    first = generated(model, context, 30)
     torch.manual_seed(123)
-    second = model.generate(context, max_new_tokens=30)
+    second = generated(model, context, 30)
     assert torch.equal(first, second)
 
 
@@ -124,7 +125,7 @@ def test_generate_builds_no_autograd_graph(script):
     model = make_model(script)
     grad_enabled = []
     model.register_forward_hook(lambda m, args, out: grad_enabled.append(torch.is_grad_enabled()))
-    model.generate(torch.zeros((1, 1), dtype=torch.long), max_new_tokens=3)
+    generated(model, torch.zeros((1, 1), dtype=torch.long), 3)
     assert grad_enabled == [False, False, False]
 
 

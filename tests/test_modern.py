@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from conftest import MODERN_SCRIPTS, load_script, run_main, shrink, step_lines, tiny_args
+from conftest import MODERN_SCRIPTS, load_script, run_main, run_training, shrink, step_lines, tiny_args
 
 SIZES = dict(block_size=16, n_embd=32, n_head=4, n_layer=2, dropout=0.0, batch_size=2)
 
@@ -123,16 +123,18 @@ def test_muon_takes_the_matrices_inside_the_blocks_and_adamw_all_else_once(monke
     v12 = shrink(load_script("v12"), monkeypatch, **SIZES)
     model = v12.GPTLanguageModel(11)
     adamw, muon = v12.configure_optimizers(model)
-    assert isinstance(adamw, torch.optim.AdamW) and isinstance(muon, torch.optim.Muon)
+    assert isinstance(adamw, torch.optim.AdamW) and isinstance(muon, v12.Muon)
     owners = {}
     for optimizer in (adamw, muon):
         for group in optimizer.param_groups:
             for p in group["params"]:
                 assert id(p) not in owners  # in exactly one optimizer, one group
                 owners[id(p)] = (optimizer, group["weight_decay"])
+    parts = {id(p): group["parts"] for group in muon.param_groups for p in group["params"]}
     for name, p in model.named_parameters():
         if name.startswith("blocks.") and p.dim() == 2:
             assert owners.pop(id(p))[0] is muon, name
+            assert parts[id(p)] == (3 if name.endswith("qkv.weight") else 1), name  # q, k and v: three matrices
         else:
             assert owners.pop(id(p)) == (adamw, v12.weight_decay if p.dim() == 2 else 0.0), name
     assert owners == {}
@@ -141,11 +143,33 @@ def test_muon_takes_the_matrices_inside_the_blocks_and_adamw_all_else_once(monke
 def test_a_muon_step_moves_a_matrix_along_an_orthogonalised_gradient():
     """Newton-Schulz sets every singular value of the step near 1 (between about 0.5 and 1.5), whatever the
     gradient's: its directions all learn at one rate."""
+    v12 = load_script("v12")
     weight = nn.Parameter(torch.zeros(16, 32))
     weight.grad = torch.randn(16, 1) @ torch.randn(1, 32) * 100 + torch.randn(16, 32)  # one direction dominates
-    torch.optim.Muon([weight], lr=1.0, weight_decay=0.0, momentum=0.0, nesterov=False).step()
+    v12.Muon([weight], lr=1 / (0.2 * 32 ** 0.5), weight_decay=0.0, momentum=0.0).step()  # lr: AdamW's RMS undone
     singular = torch.linalg.svdvals(weight.detach())
     assert singular.min() > 0.3 and singular.max() < 1.6
+
+
+@pytest.mark.parametrize("parts", [1, 3])
+def test_muon_by_hand_steps_as_torchs_muon_each_matrix_apart(parts):
+    """The same settings (Nesterov momentum, five Newton-Schulz steps, AdamW's RMS, decoupled decay), five steps of
+    changing gradients: a weight of `parts` matrices stacked moves as torch.optim.Muon moves each matrix alone."""
+    v12 = load_script("v12")
+    torch.manual_seed(0)
+    start = torch.randn(8 * parts, 24)
+    mine, theirs = nn.Parameter(start.clone()), [nn.Parameter(m.clone()) for m in start.chunk(parts)]
+    hand = v12.Muon([{"params": [mine], "parts": parts}], lr=0.02, weight_decay=0.1)
+    torchs = torch.optim.Muon(theirs, lr=0.02, weight_decay=0.1, adjust_lr_fn="match_rms_adamw")
+    for _ in range(5):
+        grad = torch.randn(8 * parts, 24)
+        mine.grad = grad.clone()
+        for p, g in zip(theirs, grad.chunk(parts)):
+            p.grad = g.clone()
+        hand.step()
+        torchs.step()
+    torch.testing.assert_close(mine.detach(), torch.cat([p.detach() for p in theirs]), rtol=0, atol=2e-3)  # bfloat16
+    assert not torch.equal(mine.detach(), start)
 
 
 def test_one_schedule_sets_both_optimizers(monkeypatch):
@@ -155,9 +179,9 @@ def test_one_schedule_sets_both_optimizers(monkeypatch):
     real = v12.configure_optimizers
     monkeypatch.setattr(v12, "configure_optimizers", lambda model: made.extend(real(model)) or made)
     data = torch.arange(400) % 11
-    v12.train(v12.GPTLanguageModel(11), data[:360], data[360:])
+    run_training(v12, v12.GPTLanguageModel(11), data[:360], data[360:])
     adamw, muon = made
-    assert [g["lr"] for g in adamw.param_groups + muon.param_groups] == pytest.approx([v12.lr_at(4)] * 3)
+    assert [g["lr"] for g in adamw.param_groups + muon.param_groups] == pytest.approx([v12.lr_at(4)] * 4)
     assert v12.lr_at(4) < 2e-3  # the last step's, on the cosine below the peak
 
 

@@ -48,7 +48,9 @@ def speed(tokens):
     for name, model in models.items():
         torch.manual_seed(1)
         start = time.perf_counter()
-        samples.append(model.generate(torch.zeros((1, 1), dtype=torch.long), tokens)[0])
+        start_token = torch.zeros((1, 1), dtype=torch.long)
+        drawn = model.generate(start_token, tokens)  # v12: the whole sample; v13 yields each new token
+        samples.append((drawn if isinstance(drawn, torch.Tensor) else torch.cat([start_token, *drawn], dim=1))[0])
         times.append(time.perf_counter() - start)
         print(f"{name}: {times[-1]:.1f} s, {times[-1] / tokens * 1000:.2f} ms per token", flush=True)
     agree = torch.equal(samples[0][:v13.block_size], samples[1][:v13.block_size])
