@@ -203,15 +203,15 @@ def parse_args(argv):
                             help=f"{comments.get(name, '')} (default: {globals()[name]})".replace("%", "%%"))
     given = vars(parser.parse_args(argv))
     for name, kind in [(name, type(globals()[name])) for name in HYPERPARAMETERS]:  # the file's values too
-        value, low = given.get(name, globals()[name]), LOWEST.get(name, -math.inf)
-        whole = type(low) is int  # LOWEST gives the least of a whole number (a size, a count) as an int: 1, not 1.0
+        value, low = given.get(name, globals()[name]), LOWEST.get(name, -math.inf)  # whole: LOWEST's ints (sizes,
+        whole = type(low) is int or name not in LOWEST and kind is int and value % 1 == 0  # counts), or a new int
         if kind in (int, float) and not (low <= value < (2**31 if whole else math.inf)
                                          and (value % 1 == 0 or not whole)):
             where = f"--{name}={value:.15g}" if name in given else f"{name} = {value!r} in {Path(__file__).name}"
             sys.exit(f"error: {where}: {name} must be a {'whole number below 2**31' if whole else 'finite number'}"
                      + (f", at least {low}" if low > -math.inf else ""))  # NaN and -inf fail at low <= value too
-        globals()[name] = (value in ("true", "1", True) if kind is bool else
-                           int(value) if whole or kind is int and value % 1 == 0 else value)
+        globals()[name] = (value in ("true", "1", True) if kind is bool else int(value) if whole else
+                           float(value) if kind in (int, float) else value)
     outputs = {name: os.path.realpath(globals()[name]) for name in HYPERPARAMETERS  # each the file it is, through
                if name.endswith("_path") and name != "data_path" and globals()[name]}  # any link, in any spelling
     for name, real in outputs.items():

@@ -12,8 +12,8 @@ import argparse
 import math
 import os
 import random
-import re
 import sys
+import tokenize
 from pathlib import Path
 
 from nn import MLP  # nn.py sits beside this file, and Python puts a script's folder on sys.path
@@ -32,10 +32,11 @@ plot_path = ""  # image file for the decision boundary, e.g. moons.png ('' = non
 # the names above: the ones --name=value may set
 HYPERPARAMETERS = [name for name, value in globals().items()
                    if not name.startswith("_") and isinstance(value, (int, float, str))]
-# the lowest and highest value of each number: larger sizes make a step's graph of Values outgrow the memory
-# (1,000 points through 3 layers of 32 neurons take about 2 GB), and a learning_rate of 10 already blows up
-RANGES = {"n_samples": (2, 1000), "noise": (0, 1), "n_hidden": (1, 32), "n_layers": (0, 3), "max_iters": (0, 10_000),
-          "learning_rate": (0, 10), "alpha": (0, 1), "eval_interval": (1, 10_000), "seed": (0, 2**64 - 1)}
+# the lowest and highest value of each number (ints: a whole number): larger sizes make a step's graph of Values
+# outgrow the memory (1,000 points through 3 layers of 32 neurons take about 2 GB); a learning_rate of 10 blows up
+RANGES = {"n_samples": (2, 1000), "noise": (0.0, 1.0), "n_hidden": (1, 32), "n_layers": (0, 3),
+          "max_iters": (0, 10_000), "learning_rate": (0.0, 10.0), "alpha": (0.0, 1.0), "eval_interval": (1, 10_000),
+          "seed": (0, 2**64 - 1)}
 
 
 def make_moons(n, noise, rng):
@@ -96,33 +97,42 @@ def save_plot(model, X, y, path):
 
 
 def parse_args(argv):
-    """Set the hyperparameters above from --name=value arguments, each typed like its default."""
-    comments = dict(re.findall(r"^(\w+) = .*?  # (.*)$", Path(__file__).read_text(encoding="utf-8"), re.M))
+    """Set the hyperparameters above from --name=value arguments: a number takes any number (a whole one where
+    RANGES gives ints), and the file's own values are checked as the command line's are."""
+    with tokenize.open(__file__) as source:  # Python's own reading of this file: a '#' in a string is no comment
+        comments = {token.line.split("=")[0].rstrip(): token.string.lstrip("# ")  # name = value  # comment
+                    for token in tokenize.generate_tokens(source.readline) if token.type == tokenize.COMMENT}
     parser = argparse.ArgumentParser(prog=Path(__file__).name, usage="python %(prog)s [--name=value ...]",
-                                     description=__doc__.splitlines()[0], allow_abbrev=False)
-    for name in HYPERPARAMETERS:
-        default = globals()[name]
-        parser.add_argument(f"--{name}", type=type(default), default=default, metavar=type(default).__name__,
-                            help=f"{comments[name]} (default: {default!r})")
-    args = parser.parse_args(argv)
-    for name, (lowest, highest) in RANGES.items():
-        if not lowest <= getattr(args, name) <= highest:  # nan and inf fail too
-            sys.exit(f"error: --{name} must be from {lowest} to {highest}, got {getattr(args, name)}")
-    if args.n_samples % 2:
-        sys.exit(f"error: --n_samples must be even, half the points on each moon; got {args.n_samples}")
-    if args.plot_path:  # a plot that cannot be written fails now, not after the training
-        folder = Path(args.plot_path).absolute().parent
-        if os.path.lexists(args.plot_path) or not (folder.is_dir() and os.access(folder, os.W_OK)):
-            sys.exit(f"error: --plot_path={args.plot_path} exists, or its folder is missing or read-only:"
-                     " a run writes only new files")
+                                     description=__doc__.splitlines()[0], allow_abbrev=False,
+                                     argument_default=argparse.SUPPRESS)
+    for name, default in [(name, globals()[name]) for name in HYPERPARAMETERS]:
+        parser.add_argument(f"--{name}", type=str if isinstance(default, str) else float,
+                            metavar=type(default).__name__, help=f"{comments.get(name, '')} (default: {default!r})")
+    given = vars(parser.parse_args(argv))
+    args = {name: given.get(name, globals()[name]) for name in HYPERPARAMETERS}  # the file's values, and the given
+    for name, value in [(name, value) for name, value in args.items() if not isinstance(value, str)]:
+        lowest, highest = RANGES.get(name, (-math.inf, math.inf))
+        whole = isinstance(lowest, int) or name not in RANGES and isinstance(globals()[name], int) and value % 1 == 0
+        if not (lowest <= value <= highest and (value % 1 == 0 or not whole)):  # NaN and inf fail too
+            where = f"--{name}={value:.15g}" if name in given else f"{name} = {value!r} in moons.py"
+            sys.exit(f"error: {where}: {name} must be {'a whole number ' * whole}from {lowest} to {highest}")
+        args[name] = int(value) if whole else float(value)
+    if args["n_samples"] % 2:
+        sys.exit(f"error: --n_samples must be even, half the points on each moon; got {args['n_samples']}")
+    if args["plot_path"]:  # a plot that cannot be written fails now, not after the training
+        folder = Path(args["plot_path"]).absolute().parent
+        if os.path.lexists(args["plot_path"]) or not (folder.is_dir() and os.access(folder, os.W_OK)):
+            why = "exists" if os.path.lexists(args["plot_path"]) else "is in a read-only folder" if folder.is_dir() \
+                else "is in no folder that exists"
+            sys.exit(f"error: --plot_path={args['plot_path']} {why}: a run writes only new files")
         try:
             from matplotlib.backend_bases import FigureCanvasBase
         except ImportError:
             sys.exit("error: --plot_path needs matplotlib (pip install matplotlib)")
         formats = FigureCanvasBase.get_supported_filetypes()  # {'png': 'Portable Network Graphics', ...}
-        if Path(args.plot_path).suffix[1:].lower() not in formats:
-            sys.exit(f"error: --plot_path={args.plot_path}: name an image file, ending in .{', .'.join(formats)}")
-    globals().update(vars(args))
+        if Path(args["plot_path"]).suffix[1:].lower() not in formats:
+            sys.exit(f"error: --plot_path={args['plot_path']}: name an image file, ending in .{', .'.join(formats)}")
+    globals().update(args)
 
 
 def main(argv):

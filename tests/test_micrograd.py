@@ -358,4 +358,5 @@ def test_plot_path_that_cannot_or_must_not_be_written_is_refused_before_the_trai
             "a file of the project": project_file, "a link to a file of the project": tmp_path / "link.png",
             "a file of the user": tmp_path / "mine.png"}[where]
     result = run_moons(f"--plot_path={path}", cwd=tmp_path, env=without_matplotlib)
-    assert_refused_in_one_line(result, f"--plot_path={path}", "exists, or its folder is missing or read-only")
+    why = "is in no folder that exists" if where == "a missing folder" else "exists"  # each its one cause
+    assert_refused_in_one_line(result, f"--plot_path={path} {why}: a run writes only new files")
