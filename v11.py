@@ -398,6 +398,19 @@ def claim():
     return lock
 
 
+def read_checkpoint(path):
+    """What torch.save wrote to path, as a dict, if the SHA-256 after it matches and it loads as tensors and plain
+    containers only (weights_only: a file that would run code is refused); else a one-line error."""
+    saved = Path(path).read_bytes() if os.path.isfile(path) else b""
+    if hashlib.sha256(saved[:-32]).digest() != saved[-32:]:  # missing, truncated, altered, or no checkpoint
+        sys.exit(f"error: --ckpt_path={path}: no checkpoint there, or one changed since it was saved")
+    try:
+        state = torch.load(io.BytesIO(saved[:-32]), map_location="cpu", weights_only=True)
+    except Exception:
+        sys.exit(f"error: {path}: holds objects that loading would have to run as code")
+    return state if isinstance(state, dict) else {}
+
+
 def open_checkpoint(argv, given):
     """For --resume or --sample_only, the run saved at ckpt_path with its settings read back under this command's;
     else None, and a fresh run, which never replaces a checkpoint."""
@@ -405,14 +418,8 @@ def open_checkpoint(argv, given):
         if ckpt_path and os.path.lexists(ckpt_path):
             sys.exit(f"error: {ckpt_path} exists: go on with --resume=True, or pass another --ckpt_path")
         return None
-    saved = Path(ckpt_path).read_bytes() if os.path.isfile(ckpt_path) else b""
-    if hashlib.sha256(saved[:-32]).digest() != saved[-32:]:  # missing, truncated, altered, or no checkpoint
-        sys.exit(f"error: --ckpt_path={ckpt_path}: no checkpoint there, or one changed since it was saved")
-    try:  # weights_only: tensors and plain containers only, so a file that would run code is refused
-        state = torch.load(io.BytesIO(saved[:-32]), map_location="cpu", weights_only=True)
-    except Exception:
-        sys.exit(f"error: {ckpt_path}: holds objects that loading would have to run as code")
-    owner = state.get("script") if isinstance(state, dict) else None
+    state = read_checkpoint(ckpt_path)
+    owner = state.get("script")
     if owner != Path(__file__).name:
         sys.exit(f"error: {ckpt_path}: a checkpoint of {owner or 'another program'}, not of {Path(__file__).name}")
     if wrong := [key for key, kind in CONTENTS.items() if not isinstance(state.get(key), kind)]:
