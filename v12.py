@@ -552,10 +552,12 @@ def estimate_loss(model, splits):
 
 def orthogonalise(matrix):
     """About the nearest orthogonal matrix, U V^T for matrix = U S V^T: every singular value moved to near 1, by five
-    Newton-Schulz steps in bfloat16 (no SVD). A step maps x to a x + b (x x^T) x + c (x x^T)^2 x, which applies the
-    odd polynomial a s + b s^3 + c s^5 to each singular value s at once; Keller Jordan chose a, b and c to pull any s
-    in (0, 1] towards 1 in few steps (to within about 0.7 to 1.2, which trains as well as exactly 1)."""
-    x = matrix.bfloat16()
+    Newton-Schulz steps (no SVD). A step maps x to a x + b (x x^T) x + c (x x^T)^2 x, which applies the odd
+    polynomial a s + b s^3 + c s^5 to each singular value s at once; Keller Jordan chose a, b and c to pull any s in
+    (0, 1] towards 1 in few steps (to within about 0.7 to 1.2, which trains as well as exactly 1). In the dtype the
+    run computes in: bfloat16 on a recent GPU, as torch.optim.Muon always does; float32 on a CPU, which may not have
+    bfloat16 units."""
+    x = matrix.to(precision(matrix.device))
     x = x.T if matrix.size(0) > matrix.size(1) else x  # wide, so that x x^T is the smaller product
     x = x / x.norm().clamp(min=1e-7)  # the Frobenius norm bounds every singular value: now all at most 1
     for _ in range(5):
