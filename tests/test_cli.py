@@ -12,8 +12,8 @@ import time
 import pytest
 import torch
 
-from conftest import (CHARACTER_SCRIPTS, GPT_SCRIPTS, ROOT, SCRIPTS, Started, load_script, run_main, run_script, step_lines,
-                      tiny_args)
+from conftest import (CHARACTER_SCRIPTS, GPT_SCRIPTS, ROOT, SCRIPTS, Started, load_script, run_main, run_script,
+                      step_lines, tiny_args)
 
 BANNER = "# ---- the same in every script: command line, device, text, files"
 LAST = SCRIPTS[-1]  # the plumbing is the same text everywhere (tested first), so one script shows its behaviour

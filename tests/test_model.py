@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from conftest import (ATTENTION_SCRIPTS, GPT_SCRIPTS, LECTURE_GPT_SCRIPTS, generated, load_script, model_class, run_training,
-                      shrink)
+from conftest import (ATTENTION_SCRIPTS, GPT_SCRIPTS, LECTURE_GPT_SCRIPTS, generated, load_script, model_class,
+                      run_training, shrink)
 
 VOCAB = 11
 

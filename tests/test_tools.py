@@ -95,35 +95,55 @@ def test_benchmark_writes_no_record_of_a_failed_run(tmp_path, capsys):
     assert "status 3" in message and (tmp_path / "ran").exists() and not saved.exists()
 
 
-def test_benchmark_does_not_replace_a_record_without_force_nor_start_the_run(tmp_path, capsys):
+def test_benchmark_never_replaces_a_record_nor_starts_the_run(tmp_path, capsys):
     saved = tmp_path / "run.json"
     saved.write_text("an earlier run")
     message = short_exit(benchmark.main, [f"--record={saved}", str(fake_script(tmp_path))], capsys)
-    assert "--force" in message and saved.read_text() == "an earlier run" and not (tmp_path / "ran").exists()
-
-
-def test_benchmark_replaces_a_record_with_force(tmp_path):
-    saved = tmp_path / "run.json"
-    saved.write_text("an earlier run")
-    benchmark.main(["--force", f"--record={saved}", str(fake_script(tmp_path))])
-    assert json.loads(saved.read_text())["script"] == "fake.py"
+    assert message.endswith(f"--record={saved} exists, and a tool writes only new files")
+    assert saved.read_text() == "an earlier run" and not (tmp_path / "ran").exists()
 
 
 @pytest.mark.parametrize("name", ["v2.py", "tools/new.py", "input.txt", "names/names.txt", "output.txt", "README.md",
-                                  "runs/tuning/README.md"])
-def test_benchmark_refuses_a_record_over_a_file_of_the_project_even_with_force(tmp_path, capsys, name):
-    target = ROOT / name  # tracked by git, or any .py, or the data: a record never replaces it
+                                  "runs/tuning/README.md", "runs/v2_input.json"])
+def test_benchmark_refuses_a_record_over_a_file_of_the_project(tmp_path, capsys, name):
+    target = ROOT / name  # tracked by git, or any .py, or the data, or a record already kept: never replaced
     before = target.read_bytes() if target.exists() else None
-    message = short_exit(benchmark.main, ["--force", f"--record={target}", str(fake_script(tmp_path))], capsys)
-    assert "file of the project" in message and not (tmp_path / "ran").exists()
+    message = short_exit(benchmark.main, [f"--record={target}", str(fake_script(tmp_path))], capsys)
+    assert ("file of the project" in message or "exists" in message) and not (tmp_path / "ran").exists()
     assert (target.read_bytes() if target.exists() else None) == before
 
 
-def test_benchmark_accepts_an_existing_record_under_runs_with_force(tmp_path, capsys):
-    target = ROOT / "runs" / "v2_input.json"
-    before = target.read_bytes()
-    short_exit(benchmark.main, ["--force", f"--record={target}", str(fake_script(tmp_path)), "--status=3"], capsys)
-    assert (tmp_path / "ran").exists() and target.read_bytes() == before  # it ran; the failed run wrote nothing
+@pytest.mark.parametrize("own", [False, True])
+def test_training_logs_writes_its_own_output_anew_and_no_other_file_that_exists(own, tmp_path, capsys, monkeypatch):
+    """A user's notes outside the project stay as they are; training_logs.md, the tool's own output, is written."""
+    (tmp_path / "run.json").write_text(json.dumps(record()))
+    out = tmp_path / ("training_logs.md" if own else "mynotes.md")
+    out.write_text("my notes")
+    if own:  # the tool's documented output, as it would be in the project's root
+        monkeypatch.setattr(training_logs, "ROOT", tmp_path)
+        training_logs.main([str(tmp_path / "run.json"), f"--out={out}"])
+        assert out.read_text().startswith("# Training logs")
+    else:
+        message = short_exit(training_logs.main, [str(tmp_path / "run.json"), f"--out={out}"], capsys)
+        assert message.endswith(f"--out={out} exists, and a tool writes only new files")
+        assert out.read_text() == "my notes"
+
+
+def test_training_logs_refuses_a_record_nested_too_deep_in_one_line(tmp_path, capsys):
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    message = short_exit(training_logs.main, [str(tmp_path / "deep.json"), f"--out={tmp_path / 'out.md'}"], capsys)
+    assert message.startswith(f"error: {tmp_path / 'deep.json'}: RecursionError")
+    assert not (tmp_path / "out.md").exists()
+
+
+@pytest.mark.parametrize("tool", ["build_input", "build_names"])
+def test_the_build_tools_refuse_an_out_that_exists_other_than_their_own_file(tool, tmp_path):
+    (mine := tmp_path / "mine.txt").write_text("the user's file")
+    result = subprocess.run([sys.executable, "-B", str(TOOLS / f"{tool}.py"), f"--out={mine}"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().endswith(f"--out={mine} exists, and a tool writes only new files")
+    assert mine.read_text() == "the user's file"
 
 
 def test_a_failed_write_leaves_the_file_as_it_was_and_no_temporary_file(tmp_path):
@@ -290,13 +310,18 @@ def test_a_series_run_without_step_lines_is_refused(tmp_path, capsys):
 
 # ---- sampling.py --------------------------------------------------------------------
 
-def test_sampling_loss_compares_the_recomputed_window_with_the_cache_on_the_same_tokens(tmp_path, capsys):
-    v13 = load_script("v13")
-    text = tmp_path / "text.txt"
-    text.write_text((ROOT / "input.txt").read_text(encoding="utf-8")[:20_000], encoding="utf-8")
-    assert run_main("v13", tiny_args(v13, vocab_size=300, ckpt_path=tmp_path / "ckpt.pt")
-                    + [f"--data_path={text}"])[0] == 0
-    load("sampling").main(["loss", str(tmp_path / "ckpt.pt"), "--tokens=40"])
+@pytest.fixture(scope="module")
+def v13_checkpoint(tmp_path_factory):
+    """A tiny v13 run on input.txt's first 20,000 characters: the folder holding its text.txt and ckpt.pt."""
+    folder = tmp_path_factory.mktemp("v13")
+    (folder / "text.txt").write_text((ROOT / "input.txt").read_text(encoding="utf-8")[:20_000], encoding="utf-8")
+    assert run_main("v13", tiny_args(load_script("v13"), vocab_size=300, ckpt_path=folder / "ckpt.pt")
+                    + [f"--data_path={folder / 'text.txt'}"])[0] == 0
+    return folder
+
+
+def test_sampling_loss_compares_the_recomputed_window_with_the_cache_on_the_same_tokens(v13_checkpoint, capsys):
+    load("sampling").main(["loss", str(v13_checkpoint / "ckpt.pt"), "--tokens=40"])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("the window computed again (v12): ") and lines[1].startswith("through the cache (v13)")
     assert "40 tokens (" in lines[2] and "block_size 8; the logits of the first 7 differ by at most" in lines[2]
@@ -304,10 +329,35 @@ def test_sampling_loss_compares_the_recomputed_window_with_the_cache_on_the_same
 
 
 @pytest.mark.parametrize("args", [[], ["loss"], ["loss", "{tmp}/none.pt"], ["loss", "{tmp}/text.pt"],
-                                  ["speed", "--tokens=0"], ["sideways"]])
+                                  ["speed", "--tokens=0"], ["sideways"], ["speed", "extra"]])
 def test_sampling_refuses_what_it_cannot_measure_in_two_lines(args, tmp_path, capsys):
     (tmp_path / "text.pt").write_text("not a checkpoint")
     short_exit(load("sampling").main, [a.format(tmp=tmp_path) for a in args], capsys)
+
+
+def test_sampling_loss_refuses_a_checkpoint_with_one_byte_changed_as_the_scripts_do(v13_checkpoint, tmp_path, capsys):
+    saved = bytearray((v13_checkpoint / "ckpt.pt").read_bytes())
+    saved[len(saved) // 2] ^= 1
+    (tmp_path / "altered.pt").write_bytes(bytes(saved))
+    message = short_exit(load("sampling").main, ["loss", str(tmp_path / "altered.pt"), "--tokens=40"], capsys)
+    assert message == (f"error: --ckpt_path={tmp_path / 'altered.pt'}: no checkpoint there, or one changed since it"
+                       " was saved")
+
+
+def test_sampling_loss_refuses_more_tokens_than_the_val_text_holds(v13_checkpoint, capsys):
+    message = short_exit(load("sampling").main, ["loss", str(v13_checkpoint / "ckpt.pt")], capsys)  # 2000
+    assert message.startswith("error: --tokens=2000: the val text of ") and "can be predicted" in message
+
+
+def test_sampling_loss_says_when_the_text_is_not_the_one_trained_on(v13_checkpoint, tmp_path, capsys):
+    text = v13_checkpoint / "text.txt"
+    before = text.read_text(encoding="utf-8")
+    try:  # another text at the saved path, as when input.txt is replaced
+        text.write_text(before[::-1], encoding="utf-8")
+        load("sampling").main(["loss", str(v13_checkpoint / "ckpt.pt"), "--tokens=40"])
+    finally:
+        text.write_text(before, encoding="utf-8")
+    assert ", not the text the model was trained on, block_size 8" in capsys.readouterr().out
 
 
 def test_a_records_own_data_and_label_name_its_text_and_its_line_in_the_legend():

@@ -1,9 +1,9 @@
 """Run a script from the repository root, echo each line it prints with its time, keep the run as a record.
 
-    python tools/benchmark.py [--record=runs/NAME.json [--force]] SCRIPT [--name=value ...]
+    python tools/benchmark.py [--record=runs/NAME.json] SCRIPT [--name=value ...]
 
---record keeps a run that succeeded, never replacing a file unless --force, nor ever a file of the project but a
-record under runs/: command (OMP_NUM_THREADS too), device, PyTorch, date, commit (-dirty if the script is not the
+--record keeps a run that succeeded in a new file, never one that exists (as the scripts write), nor in the project
+but under runs/: command (OMP_NUM_THREADS too), device, PyTorch, date, commit (-dirty if the script is not the
 commit's), the script's git blob, batch_size * block_size as its parse_args sets them, the lines."""
 
 import argparse
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from training_logs import PARAMETERS_LINE, ROOT, git, project_file, speed, steps, table, writable, write
+from training_logs import PARAMETERS_LINE, ROOT, git, project_file, refusal, speed, steps, table, write
 
 
 def tokens_per_step(script, args):
@@ -60,18 +60,16 @@ def run(script, args):
 def main(argv):
     parser = argparse.ArgumentParser(prog="python tools/benchmark.py", usage=__doc__.split("\n\n")[1].strip())
     parser.add_argument("--record", type=Path, help="write the run's record to this JSON file")
-    parser.add_argument("--force", action="store_true", help="replace an existing record")
     parser.add_argument("script", help="the training script, from the repository root")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="the script's --name=value arguments")
     options = parser.parse_args(argv)
     if (script := ROOT / options.script).suffix != ".py" or not script.is_file():
         parser.error(f"no Python script {script}")
-    path = options.record  # a file of the project is never replaced, a record under runs/ only with --force
+    path = options.record  # a new file, and in the project only a record under runs/
     if path and project_file(path) and not (ROOT / "runs" in path.resolve().parents and path.suffix == ".json"):
         parser.error(f"--record={path} is a file of the project; records go under runs/")
-    if path and (not writable(path) or path.exists() and not options.force):
-        parser.error(f"--record={path} " + ("exists; add --force" if writable(path) else
-                                            "is not a file in a folder that takes new files"))
+    if path and (why := refusal(path)):
+        parser.error(f"--record={path} {why}")
     record = run(options.script, options.args)
     if record["returncode"] != 0:
         sys.exit(f"error: run ended with status {record['returncode']}: no record")

