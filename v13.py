@@ -336,8 +336,8 @@ class GPTLanguageModel(nn.Module):
             if top_k:
                 kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]  # (B, 1)
                 logits = logits.masked_fill(logits < kth, float("-inf"))  # the others can never be drawn
-            if temperature == 0:  # greedy: the likeliest token, no draw
-                idx_next = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+            if temperature < torch.finfo(logits.dtype).tiny:  # 0, or too small for the logits' dtype: greedy,
+                idx_next = logits.argmax(dim=-1, keepdim=True)  # the likeliest token, no draw: (B, 1)
             else:  # below 1 safer, above 1 wilder; the largest logit made 0 first, so no division overflows
                 probs = F.softmax((logits - logits.amax(dim=-1, keepdim=True)) / temperature, dim=-1)  # (B, vocab_size)
                 idx_next = torch.multinomial(probs, num_samples=1)  # (B, 1)

@@ -4,9 +4,11 @@ import hashlib
 import io
 import os
 import pickle
+import resource
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import time
 
@@ -378,3 +380,157 @@ def test_prompt_characters_outside_the_vocabulary_are_named(saved_run):
 def test_sampling_settings_out_of_range_are_refused(arg, message, saved_run):
     code, _, err = run(sample_args(saved_run[0], arg))
     assert code == 1 and err.startswith(f"error: {message}")
+
+
+# ---- one run at a time, a full disk, a closed pipe ------------------------------
+
+def holding_the_lock(path):
+    """A process that holds path's lock while it lives, as a run on it does (fcntl.lockf on path.lock)."""
+    code = (f"import fcntl, sys, time\nlock = open({str(path) + '.lock'!r}, 'a')\n"
+            "fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)\nprint('held', flush=True)\ntime.sleep(60)\n")
+    started = Started([sys.executable, "-c", code])
+    assert started.line() == "held\n"
+    return started
+
+
+@pytest.mark.parametrize("mode", ["fresh", "resumed"])
+def test_a_second_run_on_a_checkpoint_another_run_holds_stops_in_one_line(mode, saved_run, tmp_path, small_text):
+    path = saved_run[0] if mode == "resumed" else tmp_path / "new.pt"
+    before = path.read_bytes() if path.exists() else None
+    with holding_the_lock(path):
+        code, out, err = run(args(tmp_path, small_text, ckpt_path=path) + ["--resume=True"] * (mode == "resumed"))
+    assert code == 1 and err == f"error: {path} is in use by another run, which holds {path}.lock\n"
+    assert (path.read_bytes() if path.exists() else None) == before and not step_lines(out)
+
+
+def test_the_lock_of_a_run_that_died_blocks_no_later_run(saved_run, small_text):
+    path = saved_run[0]
+    with holding_the_lock(path) as holder:
+        holder.process.kill()  # as a crash ends it: the system drops its lock
+        holder.process.wait(timeout=30)
+    code, out, err = run([f"--ckpt_path={path}", "--resume=True", "--max_iters=10", f"--data_path={small_text}",
+                          "--device=cpu", "--max_new_tokens=1"])
+    assert code == 0, err
+    assert [line.split(":")[0] for line in step_lines(out)] == ["step 8", "step 10"]
+
+
+def test_a_save_past_the_file_size_limit_ends_in_one_line_and_keeps_the_last_checkpoint(finished_run, tmp_path,
+                                                                                          small_text):
+    """A full disk, as RLIMIT_FSIZE gives it to the process (EFBIG): the step-0 save fits, the others do not."""
+    shutil.copy(finished_run[0] / "ckpt.pt", tmp_path / "ckpt.pt")
+    before = (tmp_path / "ckpt.pt").read_bytes()
+    limit = len(before) + 1000  # room for a checkpoint of this size, not for a growing one: Adam's moments
+    argv = [f"--ckpt_path={tmp_path / 'ckpt.pt'}", "--resume=True", "--max_iters=12", f"--data_path={small_text}",
+            "--device=cpu", "--eval_interval=2", "--n_embd=16"]
+    shutil.copy(tmp_path / "ckpt.pt", tmp_path / "fresh.pt")
+    result = subprocess.run([sys.executable, str(ROOT / "v8.py"), *argv], capture_output=True, text=True, timeout=60,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit // 2, limit // 2)))
+    assert result.returncode == 1
+    assert result.stderr == f"error: cannot write {tmp_path / 'ckpt.pt'}: File too large\n"
+    assert (tmp_path / "ckpt.pt").read_bytes() == before  # the last good checkpoint, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "ckpt.pt.lock", "fresh.pt"]  # no .tmp left
+
+
+def test_a_closed_stdout_ends_the_run_quietly_with_the_steps_checkpoint_saved(tmp_path, small_text):
+    """`python v8.py | head -3`: the reader goes after the start-up line, the parameters and step 0."""
+    process = subprocess.Popen([sys.executable, str(ROOT / "v8.py"), *args(tmp_path, small_text, max_iters=10**5,
+                                                                            eval_interval=1)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        lines = [process.stdout.readline() for _ in range(3)]
+        process.stdout.close()  # as head does once it has its lines
+        code = process.wait(timeout=60)
+        stderr = process.stderr.read().decode()
+    finally:
+        process.kill()
+    assert lines[2].startswith(b"step 0:")
+    assert code == 141 and stderr == ""  # as a process ended by SIGPIPE, without a traceback
+    assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["step"] >= 1  # the step it stopped at, saved
+
+
+def test_sampling_into_a_closed_pipe_ends_quietly(saved_run):
+    process = subprocess.Popen([sys.executable, str(ROOT / "v8.py"), *sample_args(saved_run[0])[:-1],
+                                "--max_new_tokens=20000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        process.stdout.readline()
+        process.stdout.close()
+        code, stderr = process.wait(timeout=60), process.stderr.read().decode()
+    finally:
+        process.kill()
+    assert code == 141 and stderr == ""
+
+
+# ---- a saved run and an edited file; the command it prints ----------------------
+
+def test_a_run_saved_with_a_setting_the_file_has_since_dropped_samples_and_resumes(tmp_path, small_text):
+    """A learner adds a line at the top, trains, then takes the line out again."""
+    script = tmp_path / "v8.py"
+    original = (ROOT / "v8.py").read_text(encoding="utf-8")
+    script.write_text(original.replace("\nHYPERPARAMETERS = ", "\nlabel_smoothing = 0.1  # mine, for a while\n"
+                                                               "HYPERPARAMETERS = ", 1), encoding="utf-8")
+    base = [f"--ckpt_path={tmp_path / 'ckpt.pt'}", f"--data_path={small_text}", "--device=cpu"]
+    run_it = lambda *argv: subprocess.run([sys.executable, str(script), *base, *argv], capture_output=True, text=True,
+                                          timeout=60)  # noqa: E731
+    assert run_it(*args(tmp_path, small_text)[:-2], "--max_iters=4").returncode == 0
+    script.write_text(original, encoding="utf-8")
+    for mode in ("--sample_only=True", "--resume=True"):
+        result = run_it(mode, "--max_iters=6", "--max_new_tokens=5")
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+        assert f"{tmp_path / 'ckpt.pt'}: dropped, no longer in v8.py: label_smoothing" in result.stdout.splitlines()
+
+
+def test_on_resume_one_line_lists_each_saved_value_that_overrides_the_file(saved_run, small_text):
+    code, out, err = run([f"--ckpt_path={saved_run[0]}", "--resume=True", f"--data_path={small_text}",
+                          "--device=cpu", "--max_new_tokens=1", "--batch_size=32"])
+    assert code == 0, err
+    kept = next(line for line in out.splitlines() if "saved values in force over the file's" in line)
+    assert "max_iters: 8 saved, 2000 in the file" in kept and "eval_interval: 2 saved, 100 in the file" in kept
+    assert "batch_size" not in kept  # given on this command line: its value wins, and it is no override
+
+
+def test_the_printed_command_of_a_run_started_from_another_folder_pastes_into_a_shell(tmp_path, small_text):
+    """`--resume True` in its space form, from another folder: the command names the script as invoked."""
+    (work := tmp_path / "work").mkdir()
+    script = os.path.relpath(ROOT / "v8.py", work)
+    first = [sys.executable, "-u", script, *args(tmp_path, small_text, max_iters=10**5, eval_interval=1)]
+    with Started(first, cwd=work) as started:
+        assert [started.line() for _ in range(4)][3].startswith("step 1:")
+        started.process.send_signal(signal.SIGINT)
+        code, rest, stderr = started.wait()
+    assert code == 130 and stderr == ""
+    command = rest.splitlines()[-1].removeprefix("continue with: ")
+    assert command.startswith(shlex.join([sys.executable, script])) and command.endswith(" --resume=True")
+    saved = torch.load(tmp_path / "ckpt.pt", weights_only=True)["step"]
+    result = subprocess.run(command.replace("--max_iters=100000", f"--max_iters={saved + 1}"), shell=True, cwd=work,
+                            capture_output=True, text=True, timeout=60)  # as pasted, with an end in sight
+    assert result.returncode == 0, result.stderr
+    assert f"{tmp_path / 'ckpt.pt'}: saved at step {saved}" in result.stdout.splitlines()
+    assert [line.split(":")[0] for line in step_lines(result.stdout)] == [f"step {saved}", f"step {saved + 1}"]
+
+
+# ---- sampling: greedy at temperature 0 ----------------------------------------------
+
+def test_temperature_0_takes_the_likeliest_token_every_time(saved_run):
+    samples = {run(sample_args(saved_run[0], "--temperature=0", f"--seed={seed}"))[1] for seed in (1, 2)}
+    assert len(samples) == 1  # no draw: the seed does not matter
+    assert samples == {run(sample_args(saved_run[0], "--top_k=1", "--seed=3"))[1]}  # the likeliest of all
+
+
+def test_any_positive_temperature_samples_without_overflow(saved_run):
+    code, out, err = run(sample_args(saved_run[0], "--temperature=1e-300"))
+    assert code == 0, err
+
+
+# ---- float16 ------------------------------------------------------------------------
+
+def test_a_float16_run_stopped_and_resumed_prints_the_unstopped_runs_step_lines(tmp_path, small_text, monkeypatch):
+    (tmp_path / "whole").mkdir()
+    float16 = ["--dtype=float16"]
+    code, whole, err = run(args(tmp_path / "whole", small_text) + float16)
+    assert code == 0, err
+    assert torch.load(tmp_path / "whole" / "ckpt.pt", weights_only=True)["scaler"]["scale"] > 0  # the scale, saved
+    code, first, _ = run(args(tmp_path, small_text) + float16, monkeypatch, stop_after=5)
+    assert code == 130
+    code, second, err = run(args(tmp_path, small_text) + float16 + ["--resume=True"])
+    assert code == 0, err
+    assert step_lines(first)[:-1] + step_lines(second) == step_lines(whole)
