@@ -65,6 +65,10 @@ HYPERPARAMETERS = [name for name, value in globals().items()  # the names above:
 LOWEST = dict(batch_size=1, block_size=1, max_iters=0, eval_interval=1, max_new_tokens=0, seed=0,
               n_embd=1, n_head=1, n_layer=1, warmup_iters=0, weight_decay=0.0, beta2=0.0, top_k=0, temperature=0.0,
               dist_timeout=1, vocab_size=256)
+# the processes of the run, as torchrun starts them (not options: torchrun sets them)
+RANK = int(os.environ.get("RANK", 0))  # this process's place in the run: set by torchrun; a plain run is 0 of 1
+LOCAL_RANK = int(os.environ.get("LOCAL_RANK", 0))  # its place on this machine: the GPU it takes
+WORLD_SIZE = int(os.environ.get("WORLD_SIZE", 1))  # the processes of the run
 
 
 def check_hyperparameters():
@@ -299,11 +303,6 @@ class GPTLanguageModel(nn.Module):
 
 # ---- processes ------------------------------------------------------------
 
-RANK = int(os.environ.get("RANK", 0))  # this process's place in the run: set by torchrun; a plain run is 0 of 1
-LOCAL_RANK = int(os.environ.get("LOCAL_RANK", 0))  # its place on this machine: the GPU it takes
-WORLD_SIZE = int(os.environ.get("WORLD_SIZE", 1))  # the processes of the run
-
-
 def join_processes(torch_device):
     """Under torchrun, this process's own GPU (cuda:LOCAL_RANK), once it has joined the run's process group (NCCL;
     gloo on a CPU), whose collectives wait dist_timeout seconds for the others. A plain run joins nothing."""
@@ -467,18 +466,18 @@ def restore(state, optimizer, scaler, batch_generator):
 def stop_requests():
     """While in the with block, Ctrl-C or SIGTERM only asks to stop: the list yielded gets its number, and training
     finishes its step, saves it and returns. A second one acts at once, as usual; after the block, all is as before."""
-    asked, usual = [], {}
+    asked, previous = [], {}
 
     def ask(signum, frame):
         asked.append(signum)
-        signal.signal(signum, usual[signum])  # a second one acts at once, as usual
+        signal.signal(signum, previous[signum])  # a second one acts at once, as usual
         print("stopping after this step, to save; Ctrl-C again stops at once", flush=True)
 
-    usual.update({s: signal.signal(s, ask) for s in (signal.SIGINT, signal.SIGTERM)})
+    previous.update({s: signal.signal(s, ask) for s in (signal.SIGINT, signal.SIGTERM)})
     try:
         yield asked
     finally:
-        for s, handler in usual.items():
+        for s, handler in previous.items():
             signal.signal(s, handler)
 
 
@@ -552,7 +551,7 @@ def lr_at(step):
     return min_lr + 0.5 * (learning_rate - min_lr) * (1 + math.cos(math.pi * progress))
 
 
-def train(model, train_data, val_data, val_chars, state, stop):
+def train(model, train_data, val_data, val_chars, state, asked):
     """max_iters AdamW steps on random batches, the losses every eval_interval steps and at the end (per val character
     too), each saved with the training state (state: the text's, a resumed run's); returns the stop's signal, or 0."""
     optimizer = configure_optimizer(model)
@@ -564,8 +563,8 @@ def train(model, train_data, val_data, val_chars, state, stop):
     if "step" in state and not restore(state, optimizer, scaler, batch_generator):  # resumed: as if never stopped
         return 0  # no step left to take
     for step in range(state.get("step", 0), max_iters + 1):
-        stopping = max(gathered(stop[0] if stop else 0, cpu_group))  # agreed here: all stop after the same step
-        if stopping or step % eval_interval == 0 or step == max_iters:
+        signum = max(gathered(asked[0] if asked else 0, cpu_group))  # agreed here: all stop after the same step
+        if signum or step % eval_interval == 0 or step == max_iters:
             with autocast(train_data.device):
                 losses = estimate_loss(model, windows)
             if not math.isfinite(losses["train"] + losses["val"]):  # NaN or inf: training will not recover
@@ -574,8 +573,8 @@ def train(model, train_data, val_data, val_chars, state, stop):
                 save_checkpoint(step, model, optimizer, scaler, batch_generator, state, cpu_group)
             print(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
                   f" ({losses['val'] * len(val_data) / val_chars / math.log(2):.3f} bits/char)", flush=True)
-            if stopping:
-                return stopping
+            if signum:
+                return signum
         if step < max_iters:
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)
@@ -631,8 +630,8 @@ def main(argv):
     if not sample_only:
         train_data, val_data = encode_splits(train_text, val_text, encode, torch_device)
         print(f"{sum(p.numel() for p in model.parameters()):,} parameters, training on {torch_device}")
-        with stop_requests() as stop:  # Ctrl-C or SIGTERM: the step ends, is saved, and the run stops
-            signum = train(model, train_data, val_data, len(val_text), state or fields, stop)
+        with stop_requests() as asked:  # Ctrl-C or SIGTERM: the step ends, is saved, and the run stops
+            signum = train(model, train_data, val_data, len(val_text), state or fields, asked)
         leave_processes()
         if signum:  # the same command, resumed, goes on
             print(f"continue with: {continue_command(given)}" if ckpt_path else "nothing was saved")
@@ -726,10 +725,10 @@ def write_atomically(path, data):
 if __name__ == "__main__":
     try:
         main(sys.argv[1:])
-    except (KeyboardInterrupt, BrokenPipeError) as stop:  # Ctrl-C, or stdout closed early (| head): no traceback
-        if isinstance(stop, BrokenPipeError):  # nothing more into the closed pipe, at exit either
+    except (KeyboardInterrupt, BrokenPipeError) as exception:  # Ctrl-C, or stdout closed early (| head): no traceback
+        if isinstance(exception, BrokenPipeError):  # nothing more into the closed pipe, at exit either
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(130 if isinstance(stop, KeyboardInterrupt) else 141)  # the shell's status for SIGINT, SIGPIPE
+        sys.exit(130 if isinstance(exception, KeyboardInterrupt) else 141)  # the shell's status for SIGINT, SIGPIPE
     except RuntimeError as error:  # out of memory (CPU or GPU) or torch.compile failing: one line, no traceback
         size = re.search(r"(?i)tried to allocate ([\d.]+ \w+)", str(error))
         if size or type(error).__module__ in ("torch._dynamo.exc", "torch._inductor.exc"):

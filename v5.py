@@ -343,10 +343,10 @@ def write_atomically(path, data):
 if __name__ == "__main__":
     try:
         main(sys.argv[1:])
-    except (KeyboardInterrupt, BrokenPipeError) as stop:  # Ctrl-C, or stdout closed early (| head): no traceback
-        if isinstance(stop, BrokenPipeError):  # nothing more into the closed pipe, at exit either
+    except (KeyboardInterrupt, BrokenPipeError) as exception:  # Ctrl-C, or stdout closed early (| head): no traceback
+        if isinstance(exception, BrokenPipeError):  # nothing more into the closed pipe, at exit either
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(130 if isinstance(stop, KeyboardInterrupt) else 141)  # the shell's status for SIGINT, SIGPIPE
+        sys.exit(130 if isinstance(exception, KeyboardInterrupt) else 141)  # the shell's status for SIGINT, SIGPIPE
     except RuntimeError as error:  # out of memory (CPU or GPU) or torch.compile failing: one line, no traceback
         size = re.search(r"(?i)tried to allocate ([\d.]+ \w+)", str(error))
         if size or type(error).__module__ in ("torch._dynamo.exc", "torch._inductor.exc"):

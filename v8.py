@@ -337,18 +337,18 @@ def restore(state, optimizer, scaler):
 def stop_requests():
     """While in the with block, Ctrl-C or SIGTERM only asks to stop: the list yielded gets its number, and training
     finishes its step, saves it and returns. A second one acts at once, as usual; after the block, all is as before."""
-    asked, usual = [], {}
+    asked, previous = [], {}
 
     def ask(signum, frame):
         asked.append(signum)
-        signal.signal(signum, usual[signum])  # a second one acts at once, as usual
+        signal.signal(signum, previous[signum])  # a second one acts at once, as usual
         print("stopping after this step, to save; Ctrl-C again stops at once", flush=True)
 
-    usual.update({s: signal.signal(s, ask) for s in (signal.SIGINT, signal.SIGTERM)})
+    previous.update({s: signal.signal(s, ask) for s in (signal.SIGINT, signal.SIGTERM)})
     try:
         yield asked
     finally:
-        for s, handler in usual.items():
+        for s, handler in previous.items():
             signal.signal(s, handler)
 
 
@@ -418,7 +418,7 @@ def lr_at(step):
     return min_lr + 0.5 * (learning_rate - min_lr) * (1 + math.cos(math.pi * progress))
 
 
-def train(model, train_data, val_data, state, stop):
+def train(model, train_data, val_data, state, asked):
     """max_iters AdamW steps on random batches, the losses every eval_interval steps and at the end, each evaluation
     saved with the training state (state: the text's, a resumed run's); returns the signal that stopped it, or 0."""
     optimizer = configure_optimizer(model)
@@ -428,7 +428,7 @@ def train(model, train_data, val_data, state, stop):
     if "step" in state and not restore(state, optimizer, scaler):  # resumed: as if never stopped
         return 0  # no step left to take
     for step in range(state.get("step", 0), max_iters + 1):
-        if stop or step % eval_interval == 0 or step == max_iters:
+        if asked or step % eval_interval == 0 or step == max_iters:
             with autocast(train_data.device):
                 losses = estimate_loss(model, windows)
             if not math.isfinite(losses["train"] + losses["val"]):  # NaN or inf: training will not recover
@@ -437,8 +437,8 @@ def train(model, train_data, val_data, state, stop):
                 save_checkpoint(step, model, optimizer, scaler, state)
             print(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
                   f" ({losses['val'] / math.log(2):.3f} bits/char)", flush=True)  # the val loss in bits: nats / ln 2
-            if stop:
-                return stop[0]
+            if asked:
+                return asked[0]
         if step < max_iters:
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)
@@ -492,8 +492,8 @@ def main(argv):
     if not sample_only:
         train_data, val_data = split_data(torch.tensor(encode(text), dtype=torch.long, device=torch_device))
         print(f"{sum(p.numel() for p in model.parameters()):,} parameters, training on {torch_device}")
-        with stop_requests() as stop:  # Ctrl-C or SIGTERM: the step ends, is saved, and the run stops
-            signum = train(model, train_data, val_data, state or fields, stop)
+        with stop_requests() as asked:  # Ctrl-C or SIGTERM: the step ends, is saved, and the run stops
+            signum = train(model, train_data, val_data, state or fields, asked)
         if signum:  # the same command, resumed, goes on
             print(f"continue with: {continue_command(given)}" if ckpt_path else "nothing was saved")
             sys.exit(128 + signum)
@@ -586,10 +586,10 @@ def write_atomically(path, data):
 if __name__ == "__main__":
     try:
         main(sys.argv[1:])
-    except (KeyboardInterrupt, BrokenPipeError) as stop:  # Ctrl-C, or stdout closed early (| head): no traceback
-        if isinstance(stop, BrokenPipeError):  # nothing more into the closed pipe, at exit either
+    except (KeyboardInterrupt, BrokenPipeError) as exception:  # Ctrl-C, or stdout closed early (| head): no traceback
+        if isinstance(exception, BrokenPipeError):  # nothing more into the closed pipe, at exit either
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(130 if isinstance(stop, KeyboardInterrupt) else 141)  # the shell's status for SIGINT, SIGPIPE
+        sys.exit(130 if isinstance(exception, KeyboardInterrupt) else 141)  # the shell's status for SIGINT, SIGPIPE
     except RuntimeError as error:  # out of memory (CPU or GPU) or torch.compile failing: one line, no traceback
         size = re.search(r"(?i)tried to allocate ([\d.]+ \w+)", str(error))
         if size or type(error).__module__ in ("torch._dynamo.exc", "torch._inductor.exc"):

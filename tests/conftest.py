@@ -97,7 +97,7 @@ def batch_drawer(module):
 def run_training(module, model, train_data, val_data):
     """module.train(model, train_data, val_data), given what v8 on also take: a fresh run's state (nothing saved
     in it, the tests' checkpoint path being ''), no stop asked for, and from v10 on the val split's length."""
-    later = {"val_chars": len(val_data), "state": {}, "stop": []}
+    later = {"val_chars": len(val_data), "state": {}, "asked": []}
     parameters = inspect.signature(module.train).parameters
     return module.train(model, train_data, val_data, **{name: later[name] for name in later if name in parameters})
 

@@ -91,6 +91,24 @@ def test_two_processes_take_a_one_process_run_on_as_one_process_would(runs):
     assert_same_run(losses(results[0][1]), losses(one_out)[2:])  # steps 4 (as saved), 6 and 8
 
 
+def test_a_run_resumed_on_another_number_of_processes_says_its_dropout_draws_afresh(runs):
+    _, results = runs["two"]
+    assert "saved by 1 processes, resumed by 2: dropout draws afresh\n" in results[0][1]
+
+
+def test_two_processes_stopped_and_resumed_go_on_exactly_with_dropout(tmp_path, small_text):
+    """Each process's random state is saved and handed back to it: the default dropout draws the same masks as an
+    unstopped run's. A constant step size (no warmup, min_lr = learning_rate) makes a run to step 4 the first half
+    of a run to step 8."""
+    (tmp_path / "whole").mkdir()
+    constant = {"warmup_iters": 0, "min_lr": load_script(NAME).learning_rate}
+    whole = finish(start(args(tmp_path / "whole", small_text, dropout=0.2, **constant)))
+    first = finish(start(args(tmp_path, small_text, dropout=0.2, max_iters=4, **constant)))
+    second = finish(start(args(tmp_path, small_text, dropout=0.2, **constant) + ["--resume=True", "--out_path="]))
+    assert [code for code, _, _ in whole + first + second] == [0] * 6, second[0][2]
+    assert losses(first[0][1]) + losses(second[0][1])[1:] == losses(whole[0][1])  # step 4 printed by both halves
+
+
 def test_only_process_0_prints(runs):
     _, results = runs["two"]
     assert results[0][1].splitlines()[0].endswith("saved at step 4")
