@@ -480,13 +480,17 @@ def restore(state, optimizers, scaler, batch_generator):
 @contextlib.contextmanager
 def stop_requests():
     """While in the with block, Ctrl-C or SIGTERM only asks to stop: the list yielded gets its number, and training
-    finishes its step, saves it and returns. A second one acts at once, as usual; after the block, all is as before."""
+    finishes its step, saves it and returns. A second one acts at once, as usual; after the block, all is as before.
+    Under torchrun each process takes every signal as a request: torchrun passes a Ctrl-C on to the processes that
+    the terminal has already sent it to, and it ends them itself (SIGKILL after its --shutdown_timeout, 30 s)."""
     asked, previous = [], {}
 
     def ask(signum, frame):
+        if not asked:  # under torchrun, once for the terminal's Ctrl-C and once for torchrun's
+            print("stopping after this step, to save" + "; Ctrl-C again stops at once" * (WORLD_SIZE == 1), flush=True)
         asked.append(signum)
-        signal.signal(signum, previous[signum])  # a second one acts at once, as usual
-        print("stopping after this step, to save; Ctrl-C again stops at once", flush=True)
+        if WORLD_SIZE == 1:
+            signal.signal(signum, previous[signum])  # a second one acts at once, as usual
 
     previous.update({s: signal.signal(s, ask) for s in (signal.SIGINT, signal.SIGTERM)})
     try:

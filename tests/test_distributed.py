@@ -71,21 +71,30 @@ def assert_same_run(got, expected):
                                rtol=0, atol=2e-4)  # 4 printed decimals, summed in another order
 
 
+def launch_on_two_machines(argv):
+    """`torchrun --nnodes=2 --nproc_per_node=1` twice, as on two machines that meet at one address (c10d
+    rendezvous): each launcher starts one process of the run."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+                "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{free_port()}", "--rdzv_id=test"]
+    return [Started(launcher + [SCRIPT, *argv]) for _ in range(2)]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, small_text):
     """A tiny run in one process to step 8, and the same run stopped at step 4 in one process and taken on to step 8
-    by two: each with its checkpoint at step 8."""
+    by two launchers of one process each, as on two machines: each with its checkpoint at step 8."""
     one, two = tmp_path_factory.mktemp("one"), tmp_path_factory.mktemp("two")
     code, one_out = run_here(args(one, small_text))
     assert code == 0
     with pytest.MonkeyPatch.context() as monkeypatch:  # stopped as by Ctrl-C while step 4 draws its batch
         assert run_here(args(two, small_text), monkeypatch, stop_after=4)[0] == 130
-    results = finish(start(args(two, small_text) + ["--resume=True"]))
+    results = finish(launch_on_two_machines(args(two, small_text) + ["--resume=True"]))
     assert [code for code, _, _ in results] == [0, 0], results[0][2] + results[1][2]
+    results.sort(key=lambda result: result[1] == "")  # the launcher of process 0 first: it alone prints
     return {"one": (one, one_out), "two": (two, results)}
 
 
-def test_two_processes_take_a_one_process_run_on_as_one_process_would(runs):
+def test_two_processes_on_two_machines_take_a_one_process_run_on_as_one_process_would(runs):
     (_, one_out), (_, results) = runs["one"], runs["two"]
     assert [step for step, _, _ in losses(one_out)] == [0, 2, 4, 6, 8]
     assert_same_run(losses(results[0][1]), losses(one_out)[2:])  # steps 4 (as saved), 6 and 8
@@ -160,6 +169,18 @@ def test_a_signal_to_one_process_stops_all_of_them_at_the_same_step(tmp_path, sm
     assert results[0][1].splitlines()[-1] == f"continue with: {command}"
     assert results[0][1].splitlines()[-2].startswith(f"step {step}: train loss")  # the step both stopped after
     assert results[1][1] == "" and results[1][2] == ""  # one voice
+
+
+def test_under_torchrun_a_second_signal_only_asks_again(monkeypatch, capsys):
+    """torchrun passes the terminal's Ctrl-C on to processes that the terminal has sent it to already: that second
+    SIGINT must not end a process before it saves (torchrun itself ends them, after its --shutdown_timeout)."""
+    module = load_script(NAME)
+    monkeypatch.setattr(module, "WORLD_SIZE", 2)
+    with module.stop_requests() as asked:
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)  # a plain run stops here, with a KeyboardInterrupt
+    assert asked == [signal.SIGINT, signal.SIGINT]
+    assert capsys.readouterr().out == "stopping after this step, to save\n"
 
 
 def test_a_batch_that_does_not_split_into_equal_shares_is_refused(tmp_path, small_text, monkeypatch):
