@@ -115,3 +115,67 @@ def test_sample_only_continues_a_prompt_from_v13s_checkpoint(tmp_path, small_tex
     lines = out.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("cpu: "))  # the start-up line, then the sample
     assert lines[start + 1].startswith("ROMEO:")
+
+
+def test_a_chunk_of_several_tokens_after_a_filled_cache_is_refused(models):
+    """is_causal's mask is aligned top-left: right for a prompt in an empty cache, wrong for a chunk after it."""
+    v13, _, fast = models
+    caches = [v13.KVCache() for _ in fast.blocks]
+    with torch.no_grad():
+        fast(torch.zeros(1, 3, dtype=torch.long), caches=caches)  # the prompt
+        fast(torch.zeros(1, 1, dtype=torch.long), caches=caches)  # one new token: allowed
+        with pytest.raises(AssertionError, match="a chunk of several tokens met a filled cache"):
+            fast(torch.zeros(1, 2, dtype=torch.long), caches=caches)
+
+
+# ---- the sample, streamed -----------------------------------------------------
+
+class Drawn:
+    """A model whose generate yields the given tokens one by one, noting what was printed before each."""
+
+    def __init__(self, tokens, capsys):
+        self.tokens, self.capsys, self.printed = tokens, capsys, []
+
+    def eval(self):
+        return self
+
+    def generate(self, context, max_new_tokens, temperature, top_k):
+        for token in self.tokens:
+            self.printed.append(self.capsys.readouterr().out)
+            yield torch.tensor([[token]])
+
+
+def streamed(monkeypatch, capsys, vocab, tokens, out_path=""):
+    """v13's sample() of the tokens after the prompt "A" (token 0): what was printed before each token was drawn,
+    and at the end."""
+    v13 = load_script("v13")
+    for name, value in dict(prompt="A", max_new_tokens=len(tokens), out_path=str(out_path)).items():
+        monkeypatch.setattr(v13, name, value)
+    model = Drawn(tokens, capsys)
+    v13.sample(model, lambda text: [0], vocab, torch.device("cpu"))
+    return model.printed + [capsys.readouterr().out]
+
+
+def test_the_sample_is_printed_token_by_token_as_it_is_drawn(monkeypatch, capsys):
+    printed = streamed(monkeypatch, capsys, [b"A", b"b", b"c"], [1, 2, 1])
+    assert printed == ["A", "b", "c", "b\n"]  # the prompt before the first draw; each token before the next
+
+
+def test_a_character_split_across_two_tokens_is_printed_whole_once_both_came(monkeypatch, capsys):
+    e_acute = "é".encode("utf-8")  # b"\xc3\xa9": one character, two bytes, here two tokens
+    printed = streamed(monkeypatch, capsys, [b"A", e_acute[:1], e_acute[1:]], [1, 2])
+    assert printed == ["A", "", "é\n"]  # held back, never shown as U+FFFD halfway
+    assert "\ufffd" not in "".join(printed)
+
+
+def test_bytes_that_are_no_utf8_print_as_the_replacement_character(monkeypatch, capsys):
+    """An undertrained model draws byte tokens in any order: a lone continuation byte is no character."""
+    printed = streamed(monkeypatch, capsys, [b"A", b"\xa9", b"b", b"\xc3"], [1, 2, 3])
+    assert "".join(printed) == "A\ufffdb\ufffd\n"  # the last: a character begun and never finished
+
+
+def test_out_path_gets_the_whole_sample(monkeypatch, capsys, tmp_path):
+    e_acute = "é".encode("utf-8")
+    printed = streamed(monkeypatch, capsys, [b"A", e_acute[:1], e_acute[1:], b"!"], [1, 2, 3],
+                       out_path=tmp_path / "sample.txt")
+    assert (tmp_path / "sample.txt").read_text(encoding="utf-8") == "Aé!" == "".join(printed).rstrip("\n")
