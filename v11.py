@@ -484,8 +484,9 @@ def stop_requests():
     asked, previous = [], {}
 
     def ask(signum, frame):
-        if not asked:  # under torchrun, once for the terminal's Ctrl-C and once for torchrun's
-            print("stopping after this step, to save" + "; Ctrl-C again stops at once" * (WORLD_SIZE == 1), flush=True)
+        if not asked and RANK == 0:  # under torchrun, once for the terminal's Ctrl-C and once for torchrun's
+            print("stopping after this step, to save" + "; Ctrl-C again stops at once" * (WORLD_SIZE == 1),
+                  file=sys.stderr)  # stdout may be printing as the signal comes: a stream cannot be entered twice
         asked.append(signum)
         if WORLD_SIZE == 1:
             signal.signal(signum, previous[signum])  # a second one acts at once, as usual

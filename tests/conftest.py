@@ -7,10 +7,14 @@ import inspect
 import io
 import os
 import queue
+import resource
+import runpy
 import signal
 import subprocess
 import sys
 import threading
+import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -56,8 +60,9 @@ def no_test_waits_forever():
 
 
 def load_script(name):
-    """Import ROOT/name.py as a new module object, independent of earlier imports."""
-    spec = importlib.util.spec_from_file_location(f"{name.replace('/', '_')}_under_test", ROOT / f"{name}.py")
+    """Import ROOT/name.py (or the file at the Path name) as a new module object, independent of earlier imports."""
+    path = name if isinstance(name, Path) else ROOT / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{path.stem}_under_test", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -158,12 +163,85 @@ class Started:
         self.process.wait()
 
 
+class ForkedProcess:
+    """What a test asks of a subprocess.Popen, for a child that os.fork made."""
+
+    def __init__(self, pid, stdout, stderr):
+        self.pid, self.stdout, self.stderr, self.returncode = pid, stdout, stderr, None
+
+    def send_signal(self, signum):
+        if self.returncode is None:
+            os.kill(self.pid, signum)
+
+    def kill(self):
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout=None):
+        deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
+        while self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+            elif time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"fork {self.pid}", timeout)
+            else:
+                time.sleep(0.01)
+        return self.returncode
+
+
+class Forked(Started):
+    """Started's `python -u script args`, run in a fork of this process instead: torch is imported here already, so the
+    run starts at once rather than after seconds of imports. The child runs the script as __main__, as python does,
+    and leaves with its exit status, skipping pytest's clean-up."""
+
+    def __init__(self, script, args, env=None, cwd=None, file_size_limit=None, read=True):
+        """env: variables added to this process's; file_size_limit: RLIMIT_FSIZE in bytes, as of a full disk;
+        read=False leaves process.stdout to the test, unread."""
+        (out, out_end), (err, err_end) = os.pipe(), os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                os.dup2(out_end, 1)
+                os.dup2(err_end, 2)
+                for fd in (out, out_end, err, err_end):  # the pipes' ends now 1 and 2: a reader that closes is seen
+                    os.close(fd)
+                sys.stdout, sys.stderr = (io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), write_through=True)
+                                          for fd in (1, 2))  # unbuffered, as python -u's
+                os.environ.update(env or {})
+                os.chdir(cwd or os.getcwd())
+                if file_size_limit:
+                    resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+                signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a new process
+                sys.argv = [str(script), *map(str, args)]
+                runpy.run_path(str(script), run_name="__main__")
+                code = 0
+            except SystemExit as exit_info:
+                code = exit_info.code if isinstance(exit_info.code, int) else 0 if exit_info.code is None else 1
+                if isinstance(exit_info.code, str):
+                    print(exit_info.code, file=sys.stderr)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                for stream in (sys.stdout, sys.stderr):
+                    with contextlib.suppress(Exception):
+                        stream.flush()
+                os._exit(code)
+        os.close(out_end)
+        os.close(err_end)
+        self.process = ForkedProcess(pid, open(out), open(err))
+        self.lines = queue.Queue()
+        self.reader = threading.Thread(target=self.read, daemon=True)
+        if read:
+            self.reader.start()
+
+
 class SignalReachedPytest(Exception):
     """A SIGINT that the script under test did not take over."""
 
 
 def run_main(name, argv, monkeypatch=None, stop_after=None):
-    """main(argv) of a fresh module in this process; with stop_after=k, a real SIGINT arrives while
+    """main(argv) of a fresh module (ROOT/name.py, or the file at the Path name) in this process; with stop_after=k, a real SIGINT arrives while
     training step k draws its batch (a guard turns it into a failed test if the script does not
     catch it). Returns (exit code, stdout, stderr)."""
     module = load_script(name)

@@ -15,9 +15,11 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, Started, as_read, load_script, run_main, step_lines, tiny_args
+from conftest import ROOT, Forked, Started, as_read, load_script, run_main, step_lines, tiny_args
 
 NAME = "v8"
+
+STOPPING = "stopping after this step, to save; Ctrl-C again stops at once\n"  # on stderr, as the signal comes
 
 
 def args(tmp_path, small_text, **overrides):
@@ -114,9 +116,8 @@ def test_a_run_stopped_and_resumed_prints_the_step_lines_of_an_unstopped_run(fin
                                                                              monkeypatch):
     first_args = args(tmp_path, small_text, out_path=tmp_path / "sample.txt")
     code, first, err = run(first_args, monkeypatch, stop_after=5)
-    assert code == 130 and err == ""
+    assert code == 130 and err == STOPPING
     lines = first.splitlines()
-    assert lines[-3] == "stopping after this step, to save; Ctrl-C again stops at once"
     assert lines[-2].startswith("step 5: train loss ")  # the stop evaluates the step it saves
     command = shlex.join([sys.executable, os.path.relpath(ROOT / "v8.py"), *as_read(first_args), "--resume=True"])
     assert lines[-1] == f"continue with: {command}"  # every option of the first run, the sample's path too
@@ -187,13 +188,13 @@ def test_resume_and_sample_only_without_a_ckpt_path_name_it(small_text):
 
 
 def test_sigterm_from_outside_saves_and_exits_143(tmp_path, small_text):
-    with Started([sys.executable, "-u", str(ROOT / f"{NAME}.py"),
-                  *args(tmp_path, small_text, max_iters=10**5, eval_interval=1)], cwd=tmp_path) as started:
+    with Forked(ROOT / f"{NAME}.py", args(tmp_path, small_text, max_iters=10**5, eval_interval=1),
+                cwd=tmp_path) as started:
         first = [started.line() for _ in range(5)]  # the start-up line, the parameters, steps 0, 1 and 2
         assert first[1].endswith("training on cpu\n") and first[4].startswith("step 2:")
         started.process.send_signal(signal.SIGTERM)  # while training: step 2 is saved, and printed after its save
         code, rest, stderr = started.wait()
-    assert code == 143 and stderr == ""
+    assert code == 143 and stderr == STOPPING
     state = torch.load(tmp_path / "ckpt.pt", weights_only=True)
     assert state["step"] >= 2  # the step it ended, saved
     assert step_lines("".join(first) + rest)[-1].startswith(f"step {state['step']}: train loss")
@@ -423,40 +424,30 @@ def test_a_save_past_the_file_size_limit_ends_in_one_line_and_keeps_the_last_che
     argv = [f"--ckpt_path={tmp_path / 'ckpt.pt'}", "--resume=True", "--max_iters=12", f"--data_path={small_text}",
             "--device=cpu", "--eval_interval=2", "--n_embd=16"]
     shutil.copy(tmp_path / "ckpt.pt", tmp_path / "fresh.pt")
-    result = subprocess.run([sys.executable, str(ROOT / "v8.py"), *argv], capture_output=True, text=True, timeout=60,
-                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit // 2, limit // 2)))
-    assert result.returncode == 1
-    assert result.stderr == f"error: cannot write {tmp_path / 'ckpt.pt'}: File too large\n"
+    with Forked(ROOT / "v8.py", argv, file_size_limit=limit // 2) as started:
+        code, _, stderr = started.wait(timeout=60)
+    assert code == 1
+    assert stderr == f"error: cannot write {tmp_path / 'ckpt.pt'}: File too large\n"
     assert (tmp_path / "ckpt.pt").read_bytes() == before  # the last good checkpoint, whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "ckpt.pt.lock", "fresh.pt"]  # no .tmp left
 
 
 def test_a_closed_stdout_ends_the_run_quietly_with_the_steps_checkpoint_saved(tmp_path, small_text):
     """`python v8.py | head -3`: the reader goes after the start-up line, the parameters and step 0."""
-    process = subprocess.Popen([sys.executable, str(ROOT / "v8.py"), *args(tmp_path, small_text, max_iters=10**5,
-                                                                            eval_interval=1)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        lines = [process.stdout.readline() for _ in range(3)]
-        process.stdout.close()  # as head does once it has its lines
-        code = process.wait(timeout=60)
-        stderr = process.stderr.read().decode()
-    finally:
-        process.kill()
-    assert lines[2].startswith(b"step 0:")
+    with Forked(ROOT / "v8.py", args(tmp_path, small_text, max_iters=10**5, eval_interval=1), read=False) as started:
+        lines = [started.process.stdout.readline() for _ in range(3)]
+        started.process.stdout.close()  # as head does once it has its lines
+        code, stderr = started.process.wait(timeout=60), started.process.stderr.read()
+    assert lines[2].startswith("step 0:")
     assert code == 141 and stderr == ""  # as a process ended by SIGPIPE, without a traceback
     assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["step"] >= 1  # the step it stopped at, saved
 
 
 def test_sampling_into_a_closed_pipe_ends_quietly(saved_run):
-    process = subprocess.Popen([sys.executable, str(ROOT / "v8.py"), *sample_args(saved_run[0])[:-1],
-                                "--max_new_tokens=20000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        process.stdout.readline()
-        process.stdout.close()
-        code, stderr = process.wait(timeout=60), process.stderr.read().decode()
-    finally:
-        process.kill()
+    with Forked(ROOT / "v8.py", sample_args(saved_run[0])[:-1] + ["--max_new_tokens=20000"], read=False) as started:
+        started.process.stdout.readline()
+        started.process.stdout.close()
+        code, stderr = started.process.wait(timeout=60), started.process.stderr.read()
     assert code == 141 and stderr == ""
 
 
@@ -468,15 +459,13 @@ def test_a_run_saved_with_a_setting_the_file_has_since_dropped_samples_and_resum
     original = (ROOT / "v8.py").read_text(encoding="utf-8")
     script.write_text(original.replace("\nHYPERPARAMETERS = ", "\nlabel_smoothing = 0.1  # mine, for a while\n"
                                                                "HYPERPARAMETERS = ", 1), encoding="utf-8")
-    base = [f"--ckpt_path={tmp_path / 'ckpt.pt'}", f"--data_path={small_text}", "--device=cpu"]
-    run_it = lambda *argv: subprocess.run([sys.executable, str(script), *base, *argv], capture_output=True, text=True,
-                                          timeout=60)  # noqa: E731
-    assert run_it(*args(tmp_path, small_text)[:-2], "--max_iters=4").returncode == 0
+    assert run_main(script, args(tmp_path, small_text, max_iters=4))[0] == 0
     script.write_text(original, encoding="utf-8")
     for mode in ("--sample_only=True", "--resume=True"):
-        result = run_it(mode, "--max_iters=6", "--max_new_tokens=5")
-        assert result.returncode == 0 and result.stderr == "", result.stderr
-        assert f"{tmp_path / 'ckpt.pt'}: dropped, no longer in v8.py: label_smoothing" in result.stdout.splitlines()
+        code, out, err = run_main(script, [f"--ckpt_path={tmp_path / 'ckpt.pt'}", f"--data_path={small_text}",
+                                           "--device=cpu", mode, "--max_iters=6", "--max_new_tokens=5"])
+        assert code == 0 and err == "", err
+        assert f"{tmp_path / 'ckpt.pt'}: dropped, no longer in v8.py: label_smoothing" in out.splitlines()
 
 
 def test_on_resume_one_line_lists_each_saved_value_that_overrides_the_file(saved_run, small_text):
@@ -492,12 +481,11 @@ def test_the_printed_command_of_a_run_started_from_another_folder_pastes_into_a_
     """`--resume True` in its space form, from another folder: the command names the script as invoked."""
     (work := tmp_path / "work").mkdir()
     script = os.path.relpath(ROOT / "v8.py", work)
-    first = [sys.executable, "-u", script, *args(tmp_path, small_text, max_iters=10**5, eval_interval=1)]
-    with Started(first, cwd=work) as started:
+    with Forked(script, args(tmp_path, small_text, max_iters=10**5, eval_interval=1), cwd=work) as started:
         assert [started.line() for _ in range(4)][3].startswith("step 1:")
         started.process.send_signal(signal.SIGINT)
         code, rest, stderr = started.wait()
-    assert code == 130 and stderr == ""
+    assert code == 130 and stderr == STOPPING
     command = rest.splitlines()[-1].removeprefix("continue with: ")
     assert command.startswith(shlex.join([sys.executable, script])) and command.endswith(" --resume=True")
     saved = torch.load(tmp_path / "ckpt.pt", weights_only=True)["step"]

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from conftest import (CHARACTER_SCRIPTS, GPT_SCRIPTS, ROOT, SCRIPTS, Started, load_script, run_main, run_script,
+from conftest import (CHARACTER_SCRIPTS, GPT_SCRIPTS, ROOT, SCRIPTS, Forked, Started, load_script, run_main, run_script,
                       step_lines, tiny_args)
 
 BANNER = "# ---- the same in every script: command line, device, text, files"
@@ -407,8 +407,8 @@ def test_another_runtime_error_keeps_its_traceback(small_text, monkeypatch):
 
 def test_ctrl_c_stops_a_run_without_a_traceback(tmp_path, small_text):
     module = load_script("bigram")
-    with Started([sys.executable, "-u", str(ROOT / "bigram.py"), *tiny_args(module, max_iters=10**7,
-                  eval_interval=10**7), f"--data_path={small_text}"], cwd=tmp_path) as run:
+    with Forked(ROOT / "bigram.py", [*tiny_args(module, max_iters=10**7, eval_interval=10**7),
+                                     f"--data_path={small_text}"], cwd=tmp_path) as run:
         assert run.line().endswith("parameters, training on cpu\n")
         assert run.line().startswith("step 0:")  # training has begun
         run.process.send_signal(signal.SIGINT)

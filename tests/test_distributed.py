@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, Started, as_read, load_script, run_main, tiny_args
+from conftest import ROOT, Forked, Started, as_read, load_script, run_main, tiny_args
 
 NAME = "v9"
 SCRIPT = str(ROOT / f"{NAME}.py")
@@ -38,11 +38,11 @@ def free_port():
 
 
 def start(argv, processes=2):
-    """`python v9.py argv` in each of `processes` processes, with the variables torchrun gives them."""
+    """`python v9.py argv` in each of `processes` processes, with the variables torchrun gives them (forked from
+    this one, which has imported torch: a real launcher is in the tests that name torchrun)."""
     port = free_port()
-    return [Started([sys.executable, "-u", SCRIPT, *argv],
-                    env={**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(processes),
-                         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    return [Forked(SCRIPT, argv, env={"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(processes),
+                                      "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
             for rank in range(processes)]
 
 
@@ -180,7 +180,7 @@ def test_under_torchrun_a_second_signal_only_asks_again(monkeypatch, capsys):
         signal.raise_signal(signal.SIGINT)
         signal.raise_signal(signal.SIGINT)  # a plain run stops here, with a KeyboardInterrupt
     assert asked == [signal.SIGINT, signal.SIGINT]
-    assert capsys.readouterr().out == "stopping after this step, to save\n"
+    assert capsys.readouterr().err == "stopping after this step, to save\n"
 
 
 def test_a_batch_that_does_not_split_into_equal_shares_is_refused(tmp_path, small_text, monkeypatch):

@@ -187,7 +187,7 @@ def test_plot_points_are_val_bits_per_character_from_the_line_else_its_loss_over
 def test_plot_draws_bits_per_character_by_step_above_and_by_wall_clock_second_below():
     figure_module = pytest.importorskip("matplotlib.figure")
     run = record("v10.py")
-    by_step, by_second = training_logs.draw([run], figure_module.Figure).axes  # one corpus: one column
+    by_step, by_second = training_logs.draw([run], figure_module.Figure).axes  # one device: one column
     assert by_step.get_ylabel() == by_second.get_ylabel() == "val bits per character"
     assert list(by_step.lines[0].get_xdata()) == [0, 100, 200, 300]
     assert list(by_second.lines[0].get_xdata()) == [5.0, 15.0, 20.0, 25.0] and by_second.get_xscale() == "log"
@@ -367,5 +367,11 @@ def test_a_records_own_data_and_label_name_its_text_and_its_line_in_the_legend()
     pytest.importorskip("matplotlib")
     from matplotlib.figure import Figure
     figure = training_logs.draw([own], Figure)
-    assert [text.get_text() for text in figure.axes[0].get_legend().get_texts()] == [
-        "v7 (NVIDIA H100 80GB HBM3, batch 16)"]
+    assert [text.get_text() for text in figure.axes[0].get_legend().get_texts()] == ["v7, batch 16"]
+    assert figure.axes[0].get_title() == "NVIDIA H100 80GB HBM3: the first lines of input.txt"
+
+
+def test_the_plot_shows_one_run_per_file_on_input_txt_and_leaves_experiments_out():
+    runs = [record("v7.py"), record("v7.py", args=[CLASSIC_PATH]), record("v7.py", label="batch 16"),
+            record("v5.py", device="cpu")]
+    assert training_logs.front(runs) == [runs[0], runs[3]]

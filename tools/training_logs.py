@@ -6,8 +6,9 @@ A folder stands for every record under it, its own before its subfolders': `pyth
 --plot=loss_curves.png` keeps every run, names/ too. The Summary (bits per character beside the loss: from v10 on
 the loss is per BPE token, not per character) and the Speed table (v5-v9, whose loss is per character, on the
 classic corpus), then each run, its output verbatim; names/ and tools after the series. A record's "version"
-replaces its script's name, its "data" the name of its text, and its "label" joins its name in the plot's legend.
-Only --plot needs matplotlib (optional); it is refused, before any work, without it."""
+replaces its script's name, its "data" the name of its text, and its "label" (an experiment's) joins its name. The
+plot shows one run per file: those on input.txt without a label, CPU and GPU apart. Only --plot needs matplotlib
+(optional); it is refused, before any work, without it."""
 
 import argparse
 import io
@@ -186,23 +187,27 @@ COLOURS = [f"C{i}" for i in range(10)] + ["black", "darkgoldenrod", "teal", "cri
 
 
 def draw(records, Figure):
-    """Val bits per character by step (above) and by wall-clock second (below): a column per corpus, a colour per
-    version, a line style per run of it. Bits per character, not the loss: from v10 on the loss is per BPE token."""
-    corpora = list(dict.fromkeys(map(data, records := sorted(records, key=order))))
-    figure = Figure(figsize=(6 * len(corpora), 9), layout="tight")
-    axes = figure.subplots(2, len(corpora), squeeze=False, sharey=True)
-    for column, corpus in zip(axes.T, corpora):
-        for i, run in enumerate(runs := [r for r in records if data(r) == corpus]):
+    """Val bits per character by step (above) and by wall-clock second (below): a column per device, CPU and GPU
+    apart, a colour per version, a line style per run of it. Bits per character, not the loss: from v10 on the loss
+    is per BPE token."""
+    records = sorted(records, key=order)
+    devices = list(dict.fromkeys(run["device"] for run in records))
+    figure = Figure(figsize=(6 * len(devices), 9), layout="tight")
+    axes = figure.subplots(2, len(devices), squeeze=False, sharey=True)
+    for column, device in zip(axes.T, devices):
+        runs = [r for r in records if r["device"] == device]
+        for i, run in enumerate(runs):
             n = sum(version(r) == version(run) for r in runs[:i])  # earlier runs of this version in the panel
             seconds, step, val_bits = zip(*bits_per_char(run))
             style = {"color": COLOURS[SERIES.index(version(run)) % len(COLOURS)], "linewidth": 1.2,
-                     "linestyle": ["-", "--", ":", "-."][n % 4], "label": f"{version(run)} ({run['device']}"
-                     + (f", seed {arg(run, 'seed')}" if arg(run, "seed") else "") + (f", {run['label']})" if
-                                                                                  run.get("label") else ")")}
+                     "linestyle": ["-", "--", ":", "-."][n % 4], "label": version(run) + "".join(
+                         f", {part}" for part in (arg(run, "seed") and f"seed {arg(run, 'seed')}", run.get("label"))
+                         if part)}
             column[0].plot(step, val_bits, **style)
             column[1].plot(seconds, val_bits, **style)
-        column[0].set(title=corpus, xlabel="step")
-        column[1].set(title=corpus, xlabel="wall-clock seconds (log scale)", xscale="log")
+        title = f"{'a CPU' if device == 'cpu' else device}: {', '.join(dict.fromkeys(map(data, runs)))}"
+        column[0].set(title=title, xlabel="step")
+        column[1].set(title=title, xlabel="wall-clock seconds (log scale)", xscale="log")
         column[1].xaxis.set_major_formatter("{x:g}")  # 10, 100, not 10^1, 10^2
         column[0].legend(fontsize=7)
     ticks = [2, 2.2, 2.5, 3, 3.5, 4, 5, 6]  # a log scale: late, small gains stay visible
@@ -211,6 +216,12 @@ def draw(records, Figure):
         ax.minorticks_off()
         ax.grid(True, alpha=0.3)
     return figure
+
+
+def front(records):
+    """The runs the README's figure shows: one per file, at its defaults or its CPU-sized command, on input.txt;
+    experiments (a label, another text) stay in training_logs.md."""
+    return [r for r in records if version(r) in SERIES and data(r) == "input.txt" and not r.get("label")]
 
 
 def record_paths(paths):  # a folder stands for every record under it, its own before its subfolders'
@@ -244,11 +255,11 @@ def main(argv):
                 raise ValueError(f"a failed run, or one of {SERIES[0]}-{SERIES[-1]} without step lines")
             records.append((not losses(record) or summary(record)) and run_section(record)  # all fields there
                            and (version(record) not in SERIES or speed(record)) and record)
-        text, series, image = render(records), [r for r in records if version(r) in SERIES], io.BytesIO()
+        text, shown, image = render(records), front(records), io.BytesIO()
         if options.plot:
-            if not series:
-                raise ValueError(f"--plot: none of {SERIES[0]}-{SERIES[-1]} among the records to draw")
-            draw(series, Figure).savefig(image, format=image_format, dpi=120)
+            if not shown:
+                raise ValueError(f"--plot: no run of {SERIES[0]}-{SERIES[-1]} on input.txt without a label to draw")
+            draw(shown, Figure).savefig(image, format=image_format, dpi=120)
         write(options.out, text.encode("utf-8"))
         print(f"wrote {options.out}: {len(records)} runs")
         if options.plot:
