@@ -205,13 +205,12 @@ def parse_args(argv):
     for name, kind in [(name, type(globals()[name])) for name in HYPERPARAMETERS]:  # the file's values too
         value, low = given.get(name, globals()[name]), LOWEST.get(name, -math.inf)  # whole: LOWEST's ints (sizes,
         whole = type(low) is int or name not in LOWEST and kind is int and value % 1 == 0  # counts), or a new int
-        if kind in (int, float) and not (low <= value < (2**31 if whole else math.inf)
-                                         and (value % 1 == 0 or not whole)):
+        if kind in (int, float) and not low <= value < (2**31 if whole else math.inf) or whole and value % 1:
             where = f"--{name}={value:.15g}" if name in given else f"{name} = {value!r} in {Path(__file__).name}"
             sys.exit(f"error: {where}: {name} must be a {'whole number below 2**31' if whole else 'finite number'}"
                      + (f", at least {low}" if low > -math.inf else ""))  # NaN and -inf fail at low <= value too
-        globals()[name] = (value in ("true", "1", True) if kind is bool else int(value) if whole else
-                           float(value) if kind in (int, float) else value)
+        globals()[name] = (value in ("true", "1", True) if kind is bool else value if kind is str else
+                           int(value) if whole else float(value))
     outputs = {name: os.path.realpath(globals()[name]) for name in HYPERPARAMETERS  # each the file it is, through
                if name.endswith("_path") and name != "data_path" and globals()[name]}  # any link, in any spelling
     for name, real in outputs.items():
@@ -226,8 +225,7 @@ def parse_args(argv):
 
 
 def pick_device(name):
-    """'auto' picks cuda:0, then mps, then cpu; any other name must be a device here ('cuda' is cuda:0). A GPU must
-    be one this PyTorch has kernels for: those built for compute X.Y run on X.Y and on X.Z for Z > Y."""
+    """'auto' picks cuda:0, then mps, then cpu; any other must be here, a GPU one this PyTorch has kernels for."""
     present = [f"cuda:{i}" for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0)]
     present += ["mps"] * torch.backends.mps.is_available() + ["cpu"]
     chosen = present[0] if name == "auto" else "cuda:0" if name == "cuda" else name  # indexed, as set_device needs
@@ -235,7 +233,7 @@ def pick_device(name):
         sys.exit(f"error: --device={name} is not here; use auto or one of {', '.join(present)}")
     built = [int(arch[3:].rstrip("af")) for arch in torch.cuda.get_arch_list() if arch.startswith("sm_")]
     major, minor = torch.cuda.get_device_capability(chosen) if built and chosen.startswith("cuda") else (0, 0)
-    if major and not any(sm // 10 == major and sm % 10 <= minor for sm in built):
+    if major and not any(sm // 10 == major and sm % 10 <= minor for sm in built):  # sm_XY runs on X.Z, Z >= Y
         sys.exit(f"error: this PyTorch has no kernels for compute {major}.{minor}; install its CUDA 12.6 build:"
                  " pip install torch --index-url https://download.pytorch.org/whl/cu126")
     return torch.device(chosen)
@@ -254,11 +252,10 @@ def load_text(path):
 
 
 def write_atomically(path, data):
-    """Write bytes to a new file beside path (mode x: never over another file), then rename it over path. A write
-    that fails (a full disk) removes what it wrote and ends the run in one line, path as it was."""
+    """Write bytes to a new file beside path, then rename it over path; a failed write (a full disk) leaves path."""
     temporary = f"{path}.{os.getpid()}.tmp"
     try:
-        with open(temporary, "xb") as file:
+        with open(temporary, "xb") as file:  # x: never over another file
             file.write(data)
         os.replace(temporary, path)
     except OSError as error:

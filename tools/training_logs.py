@@ -100,7 +100,9 @@ def arg(record, name):
 def data(record):  # the record's own name for its text, the project's (names/ has its own), a corpus by name, the path
     if record.get("data"):
         return record["data"]
-    own, path = "names/names.txt" if record["script"].startswith("names/") else "input.txt", arg(record, "data_path")
+    own = {"names/": "names/names.txt", "micrograd/": "two moons, drawn by the script"}.get(
+        record["script"].split("/")[0] + "/" * ("/" in record["script"]), "input.txt")
+    path = arg(record, "data_path")
     return own if path is None else {"tinyshakespeare.txt": CLASSIC, "names.txt": LECTURE}.get(Path(path).name, path)
 
 
