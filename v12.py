@@ -1,9 +1,8 @@
 """v11's GPT trained with Muon: the matrices inside the blocks take orthogonalised steps.
 
-New in this file, after v11.py: Muon, written out here, keeps a momentum of each weight matrix's gradient, as SGD
-does, but steps along its orthogonalisation: five Newton-Schulz iterations set all its singular values near 1, so
-every direction of the matrix learns at the same rate, rare ones too. The embedding table, the head and the gains
-keep AdamW; one schedule sets both; checkpoints keep both optimizers' moments.
+New in this file, after v11.py: Muon, written out, keeps SGD's momentum of each weight matrix's gradient but steps
+along its orthogonalisation (every singular value set near 1), so every direction learns at the same rate, rare ones
+too. The embedding table, the head and the gains keep AdamW; one schedule sets both; checkpoints keep both.
 
     python v12.py                                                # on a GPU
     python v12.py --batch_size=32 --block_size=64 --n_embd=128 --n_head=4 --n_layer=4 --eval_interval=500
@@ -555,12 +554,10 @@ def estimate_loss(model, splits):
 
 
 def orthogonalise(matrix):
-    """About the nearest orthogonal matrix, U V^T for matrix = U S V^T: every singular value moved to near 1, by five
-    Newton-Schulz steps (no SVD). A step maps x to a x + b (x x^T) x + c (x x^T)^2 x, which applies the odd
-    polynomial a s + b s^3 + c s^5 to each singular value s at once; Keller Jordan chose a, b and c to pull any s in
-    (0, 1] towards 1 in few steps (to within about 0.7 to 1.2, which trains as well as exactly 1). In the dtype the
-    run computes in: bfloat16 on a recent GPU, as torch.optim.Muon always does; float32 on a CPU, which may not have
-    bfloat16 units."""
+    """About U V^T for matrix = U S V^T, every singular value moved near 1 by five Newton-Schulz steps (no SVD): a step
+    maps x to a x + b (x x^T) x + c (x x^T)^2 x, applying a s + b s^3 + c s^5 to each singular value s; Keller Jordan
+    chose a, b, c to pull any s in (0, 1] to within about 0.7 to 1.2 of 1 (as good as 1) in few steps. In the run's
+    compute dtype: bfloat16 on a recent GPU, as torch.optim.Muon always; float32 on a CPU, which may lack bfloat16."""
     x = matrix.to(precision(matrix.device))
     x = x.T if matrix.size(0) > matrix.size(1) else x  # wide, so that x x^T is the smaller product
     x = x / x.norm().clamp(min=1e-7)  # the Frobenius norm bounds every singular value: now all at most 1
@@ -613,9 +610,8 @@ def lr_at(step):
 
 
 def train(model, train_data, val_data, val_chars, state, asked):
-    """max_iters steps of AdamW and Muon on random batches, the losses every eval_interval steps and at the end (per
-    val character too), each saved with the training state (state: the text's, a resumed run's); returns the stop's
-    signal, or 0."""
+    """max_iters optimizer steps on batches, the losses every eval_interval steps and at the end (per val character
+    too), each saved with the training state (state: the text's, a resumed run's); returns the stop's signal, or 0."""
     optimizers = configure_optimizers(model)
     scaler = torch.amp.GradScaler(train_data.device.type, enabled=precision(train_data.device) == torch.float16)
     windows = {"train": eval_windows(train_data, len(train_data) // len(val_data)), "val": eval_windows(val_data)}

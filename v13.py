@@ -214,11 +214,10 @@ def rotate(x, start=0):
 
 
 class KVCache:
-    """One attention layer's keys and values while sampling: those of the last block_size tokens, the new one among
-    them. A learned position table could not slide so: a key cached at position p would need p - 1's embedding
-    once the oldest token drops out, that is, computing it again. With RoPE only distances count.
-    Past block_size a cached key still carries the context it was computed in, which may reach back past the
-    window: the sample differs from v12's, which computes the whole cropped window again for every token."""
+    """One attention layer's keys and values while sampling, of the last block_size tokens. A learned position table
+    could not slide so: a key cached at position p would need p - 1's embedding once the oldest token drops out. With
+    RoPE only distances count; but a cached key still carries the context it was computed in, which may reach back
+    past the window: the sample differs from v12's, which computes the whole cropped window again for every token."""
 
     def __init__(self):
         self.k = self.v = None  # (B, nh, T, hs): as attention reads them, after QK-norm and RoPE
@@ -329,9 +328,8 @@ class GPTLanguageModel(nn.Module):
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=0):
-        """Extend idx (B, T) by max_new_tokens tokens, each sampled from the model and yielded as it comes, (B, 1): the
-        prompt runs once, filling a cache of each layer's keys and values (prefill); then each new token runs alone
-        against them (decode)."""
+        """max_new_tokens after idx (B, T), each sampled and yielded as it comes, (B, 1): the prompt runs once, filling
+        each layer's cache of keys and values (prefill); then each new token runs alone against them (decode)."""
         caches = [KVCache() for _ in self.blocks]
         context = idx[:, -block_size:]  # trained on windows of block_size tokens: the prompt, cropped
         for _ in range(max_new_tokens):
@@ -589,12 +587,10 @@ def estimate_loss(model, splits):
 
 
 def orthogonalise(matrix):
-    """About the nearest orthogonal matrix, U V^T for matrix = U S V^T: every singular value moved to near 1, by five
-    Newton-Schulz steps (no SVD). A step maps x to a x + b (x x^T) x + c (x x^T)^2 x, which applies the odd
-    polynomial a s + b s^3 + c s^5 to each singular value s at once; Keller Jordan chose a, b and c to pull any s in
-    (0, 1] towards 1 in few steps (to within about 0.7 to 1.2, which trains as well as exactly 1). In the dtype the
-    run computes in: bfloat16 on a recent GPU, as torch.optim.Muon always does; float32 on a CPU, which may not have
-    bfloat16 units."""
+    """About U V^T for matrix = U S V^T, every singular value moved near 1 by five Newton-Schulz steps (no SVD): a step
+    maps x to a x + b (x x^T) x + c (x x^T)^2 x, applying a s + b s^3 + c s^5 to each singular value s; Keller Jordan
+    chose a, b, c to pull any s in (0, 1] to within about 0.7 to 1.2 of 1 (as good as 1) in few steps. In the run's
+    compute dtype: bfloat16 on a recent GPU, as torch.optim.Muon always; float32 on a CPU, which may lack bfloat16."""
     x = matrix.to(precision(matrix.device))
     x = x.T if matrix.size(0) > matrix.size(1) else x  # wide, so that x x^T is the smaller product
     x = x / x.norm().clamp(min=1e-7)  # the Frobenius norm bounds every singular value: now all at most 1
@@ -647,9 +643,8 @@ def lr_at(step):
 
 
 def train(model, train_data, val_data, val_chars, state, asked):
-    """max_iters steps of AdamW and Muon on random batches, the losses every eval_interval steps and at the end (per
-    val character too), each saved with the training state (state: the text's, a resumed run's); returns the stop's
-    signal, or 0."""
+    """max_iters optimizer steps on batches, the losses every eval_interval steps and at the end (per val character
+    too), each saved with the training state (state: the text's, a resumed run's); returns the stop's signal, or 0."""
     optimizers = configure_optimizers(model)
     scaler = torch.amp.GradScaler(train_data.device.type, enabled=precision(train_data.device) == torch.float16)
     windows = {"train": eval_windows(train_data, len(train_data) // len(val_data)), "val": eval_windows(val_data)}
@@ -689,9 +684,8 @@ def train(model, train_data, val_data, val_chars, state, asked):
 
 
 def sample(model, encode, vocab, device):
-    """max_new_tokens after the prompt, in float32 whatever the GPU, printed token by token as they are drawn and
-    written whole to out_path if given. A character whose bytes span two tokens is held back until it is whole (an
-    incremental UTF-8 decoder); bytes that are no UTF-8 at all, which an undertrained model draws, print as U+FFFD."""
+    """max_new_tokens after the prompt, in float32, printed as drawn and written whole to out_path if given. A character
+    split across two tokens waits until whole; bytes that are no UTF-8 (an undertrained model's) print as U+FFFD."""
     model.eval()  # sample with training-only behaviour switched off
     context = torch.tensor([encode(prompt or "\n")], dtype=torch.long, device=device)  # a new line if no prompt
     utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")

@@ -340,10 +340,11 @@ def stop_requests():
     asked, previous = [], {}
 
     def ask(signum, frame):
+        if not asked:
+            print("stopping after this step, to save; Ctrl-C again stops at once",
+                  file=sys.stderr)  # stdout may be printing as the signal comes: a stream cannot be entered twice
         asked.append(signum)
         signal.signal(signum, previous[signum])  # a second one acts at once, as usual
-        print("stopping after this step, to save; Ctrl-C again stops at once",
-              file=sys.stderr)  # stdout may be printing as the signal comes: a stream cannot be entered twice
 
     previous.update({s: signal.signal(s, ask) for s in (signal.SIGINT, signal.SIGTERM)})
     try:

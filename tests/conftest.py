@@ -214,6 +214,7 @@ class Forked(Started):
                     resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
                 signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a new process
                 sys.argv = [str(script), *map(str, args)]
+                sys.path.insert(0, os.path.dirname(os.path.abspath(script)))  # the script's folder, as python puts it
                 runpy.run_path(str(script), run_name="__main__")
                 code = 0
             except SystemExit as exit_info:

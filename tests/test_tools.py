@@ -375,3 +375,25 @@ def test_the_plot_shows_one_run_per_file_on_input_txt_and_leaves_experiments_out
     runs = [record("v7.py"), record("v7.py", args=[CLASSIC_PATH]), record("v7.py", label="batch 16"),
             record("v5.py", device="cpu")]
     assert training_logs.front(runs) == [runs[0], runs[3]]
+
+
+# ---- budgets.py -------------------------------------------------------------------
+
+def test_budgets_counts_the_lines_diff_marks_changed_blank_ones_included(tmp_path):
+    budgets = load("budgets")
+    (a := tmp_path / "a.py").write_text("x = 1\n\ny = 2\nz = 3\n")
+    (b := tmp_path / "b.py").write_text("x = 1\ny = 20\nz = 3\nw = 4\n")
+    assert budgets.changed_lines(a, b) == 4  # - (blank), - y = 2, + y = 20, + w = 4
+
+
+def test_budgets_counts_a_function_from_def_to_its_last_line_and_non_blank_lines():
+    budgets = load("budgets")
+    text = "def main():\n    a = 1\n\n    return a\n\n\ndef train():\n    pass\n"
+    assert (budgets.function_lines(text, "main"), budgets.function_lines(text, "train")) == (4, 2)
+    assert budgets.function_lines(text, "sample") == 0 and budgets.non_blank(text) == 5
+
+
+def test_budgets_measures_every_budget_of_the_project():
+    rows = load("budgets").measure()
+    assert len(rows) == 12 + 12 + 1 + 12 + 1  # diffs, files, the shared block, main() and train(), the README
+    assert all(measured > 0 for _, measured, _ in rows)
