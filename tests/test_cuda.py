@@ -5,6 +5,7 @@ without an index where one is needed, an index past the GPUs, a backend a GPU ca
 only emulates it, a GPU the build has no kernels for: each fails here as it would on the GPU. Tensors stay on the
 CPU."""
 
+import inspect
 import runpy
 import sys
 from types import SimpleNamespace
@@ -16,7 +17,8 @@ import torch.nn as nn
 import torch.utils._triton
 from torch.cuda._utils import _get_device_index
 
-from conftest import FAST_SCRIPTS, RECIPE_SCRIPTS, ROOT, SCRIPTS, load_script, run_main, step_lines, tiny_args
+from conftest import (FAST_SCRIPTS, RECIPE_SCRIPTS, ROOT, SCRIPTS, load_script, model_class, run_main, shrink,
+                      step_lines, tiny_args)
 
 # (name, compute capability) as torch.cuda.get_device_properties describes them
 GPUS = {"T4": ("Tesla T4", 7, 5), "V100": ("Tesla V100-SXM2-16GB", 7, 0), "A100": ("NVIDIA A100-SXM4-80GB", 8, 0),
@@ -332,3 +334,39 @@ def test_adamw_is_fused_for_weights_on_a_gpu_only(name, monkeypatch):
     assert not adamw_of(module, model).defaults["fused"]
     monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda tensor: True))  # as a model on a GPU answers
     assert adamw_of(module, model).defaults["fused"]  # accepted by AdamW's own check of fused
+
+
+# ---- what training does with a model on a GPU: its random state, its DDP wrapper ----------------------------
+
+@pytest.mark.parametrize("name", ["v8", "v9", "v13"])
+def test_a_gpu_runs_checkpoint_keeps_the_gpus_generator_and_a_resume_gives_it_back(name, monkeypatch, tmp_path):
+    """Dropout on a GPU draws from the GPU's own generator: saved with the run, restored on resume."""
+    module = shrink(load_script(name), monkeypatch, ckpt_path=str(tmp_path / "ckpt.pt"))
+    model, gpu_state, restored = model_class(module)(300), torch.arange(16, dtype=torch.uint8), []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": gpu_state)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device="cuda": restored.append(state))
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    optimizers = (module.configure_optimizers if hasattr(module, "configure_optimizers") else
+                  module.configure_optimizer)(model)
+    saved = dict(step=0, model=model, optimizer=optimizers, optimizers=optimizers, batch_generator=torch.Generator(),
+                 scaler=torch.amp.GradScaler("cpu", enabled=False), group=None,
+                 text={"vocab": "ab", "merges": [], "text_sha256": "0"})
+    with monkeypatch.context() as on_a_gpu:
+        on_a_gpu.setattr(nn.Parameter, "is_cuda", property(lambda parameter: True))  # the weights, as on a GPU
+        module.save_checkpoint(**{key: saved[key] for key in inspect.signature(module.save_checkpoint).parameters})
+    state = module.read_checkpoint(tmp_path / "ckpt.pt")
+    rng = state["rng"] if name == "v8" else state["rng"][0]  # v9 on: each process's
+    assert torch.equal(rng["cuda"], gpu_state)
+    module.restore(state, *[saved[key] for key in list(inspect.signature(module.restore).parameters)[1:]])
+    assert len(restored) == 1 and torch.equal(restored[0], gpu_state)
+
+
+def test_under_torchrun_ddp_wraps_the_model_on_this_processs_gpu(monkeypatch):
+    module = shrink(load_script("v9"), monkeypatch, batch_size=8)
+    monkeypatch.setattr(module, "WORLD_SIZE", 2)
+    monkeypatch.setattr(module, "RANK", 1)
+    monkeypatch.setattr(module, "DDP", lambda model, device_ids: ("DDP", device_ids))
+    monkeypatch.setattr(dist, "new_group", lambda backend: backend)
+    on_gpu_1 = SimpleNamespace(lm_head=SimpleNamespace(weight=SimpleNamespace(is_cuda=True, device=torch.device(
+        "cuda:1"))))
+    assert module.share_out(on_gpu_1) == (("DDP", [1]), slice(4, 8), "gloo")  # its GPU, its rows, agreement on gloo
