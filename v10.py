@@ -557,8 +557,8 @@ def lr_at(step):
 
 
 def train(model, train_data, val_data, val_chars, state, asked):
-    """max_iters AdamW steps on random batches, the losses every eval_interval steps and at the end (per val character
-    too), each saved with the training state (state: the text's, a resumed run's); returns the stop's signal, or 0."""
+    """max_iters AdamW steps on random batches, the losses every eval_interval steps and at the end, each evaluation
+    saved with the training state (state: the text's, a resumed run's); returns the signal that stopped it, or 0."""
     optimizer = configure_optimizer(model)
     scaler = torch.amp.GradScaler(train_data.device.type, enabled=precision(train_data.device) == torch.float16)
     windows = {"train": eval_windows(train_data, len(train_data) // len(val_data)), "val": eval_windows(val_data)}
