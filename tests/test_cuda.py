@@ -190,6 +190,7 @@ def test_a_minor_version_past_the_builds_runs_its_major_versions_kernels(monkeyp
 # ---- v6 on: the dtype, the loss scaler and torch.compile, by GPU --------------
 
 # what each GPU gets at --dtype=auto: the dtype, loss scaling, and the start-up line
+CHOOSING = ["v6", "v9", "v13"]  # the first to choose by GPU, the first on many processes, the last: the same code
 BY_GPU = {
     "T4": (torch.float16, "cuda:0 (Tesla T4, compute 7.5): torch.float16 with loss scaling; torch.compile on"),
     "V100": (torch.float16, "cuda:0 (Tesla V100-SXM2-16GB, compute 7.0): torch.float16 with loss scaling;"
@@ -200,7 +201,7 @@ BY_GPU = {
 
 
 @pytest.mark.parametrize("gpu", BY_GPU)
-@pytest.mark.parametrize("name", FAST_SCRIPTS)
+@pytest.mark.parametrize("name", CHOOSING)
 def test_auto_picks_the_dtype_by_compute_capability_not_by_is_bf16_supported(gpu, name, monkeypatch, small_text,
                                                                              capsys):
     FakeCuda(monkeypatch, count=1, gpu=gpu, arch_list=CUDA_12_6)
@@ -233,7 +234,7 @@ def test_compile_false_says_so(name, monkeypatch, small_text, capsys):
             in capsys.readouterr().out.splitlines())
 
 
-@pytest.mark.parametrize("name", FAST_SCRIPTS)
+@pytest.mark.parametrize("name", CHOOSING)
 def test_mps_stays_in_float32_without_compile(name, monkeypatch, small_text, capsys):
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     module = load_script(name)
