@@ -522,3 +522,11 @@ def test_a_float16_run_stopped_and_resumed_prints_the_unstopped_runs_step_lines(
     code, second, err = run(args(tmp_path, small_text) + float16 + ["--resume=True"])
     assert code == 0, err
     assert step_lines(first)[:-1] + step_lines(second) == step_lines(whole)
+
+
+def test_a_dangling_link_as_the_checkpoint_path_is_refused_and_left_alone(tmp_path, small_text):
+    """A link to a file that does not exist is still a file of the user's: a fresh run does not replace it."""
+    (tmp_path / "link.pt").symlink_to(tmp_path / "nowhere.pt")
+    code, out, err = run(args(tmp_path, small_text, ckpt_path=tmp_path / "link.pt"))
+    assert code == 1 and err.startswith(f"error: {tmp_path / 'link.pt'} exists: go on with --resume=True")
+    assert (tmp_path / "link.pt").is_symlink() and not (tmp_path / "nowhere.pt").exists() and not step_lines(out)
