@@ -159,18 +159,18 @@ def test_muon_by_hand_steps_as_torchs_muon_each_matrix_apart(parts, monkeypatch)
     monkeypatch.setattr(v12, "dtype", "bfloat16")  # torch's Muon orthogonalises in bfloat16, whatever the device
     torch.manual_seed(0)
     start = torch.randn(8 * parts, 24)
-    mine, theirs = nn.Parameter(start.clone()), [nn.Parameter(m.clone()) for m in start.chunk(parts)]
-    hand = v12.Muon([{"params": [mine], "parts": parts}], lr=0.02, weight_decay=0.1)
-    torchs = torch.optim.Muon(theirs, lr=0.02, weight_decay=0.1, adjust_lr_fn="match_rms_adamw")
+    weight, matrices = nn.Parameter(start.clone()), [nn.Parameter(m.clone()) for m in start.chunk(parts)]
+    hand = v12.Muon([{"params": [weight], "parts": parts}], lr=0.02, weight_decay=0.1)
+    torchs = torch.optim.Muon(matrices, lr=0.02, weight_decay=0.1, adjust_lr_fn="match_rms_adamw")
     for _ in range(5):
         grad = torch.randn(8 * parts, 24)
-        mine.grad = grad.clone()
-        for p, g in zip(theirs, grad.chunk(parts)):
+        weight.grad = grad.clone()
+        for p, g in zip(matrices, grad.chunk(parts)):
             p.grad = g.clone()
         hand.step()
         torchs.step()
-    torch.testing.assert_close(mine.detach(), torch.cat([p.detach() for p in theirs]), rtol=0, atol=2e-3)  # bfloat16
-    assert not torch.equal(mine.detach(), start)
+    torch.testing.assert_close(weight.detach(), torch.cat([p.detach() for p in matrices]), rtol=0, atol=2e-3)  # bfloat16
+    assert not torch.equal(weight.detach(), start)
 
 
 def test_one_schedule_sets_both_optimizers(monkeypatch):
