@@ -712,12 +712,13 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(prog=f"python {Path(__file__).name}", usage="%(prog)s [--name=value ...]",
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False, argument_default=argparse.SUPPRESS)
-    for name, kind in [(name, type(globals()[name])) for name in HYPERPARAMETERS]:  # a number takes any number
+    kinds = {name: type(globals()[name]) for name in HYPERPARAMETERS}  # each typed by its default
+    for name, kind in kinds.items():  # a number takes any number
         parser.add_argument(f"--{name}", type={bool: str.lower, str: str}.get(kind, float), metavar=kind.__name__,
                             choices=["true", "false", "1", "0"] if kind is bool else None,
                             help=f"{comments.get(name, '')} (default: {globals()[name]})".replace("%", "%%"))
     given = vars(parser.parse_args(argv))
-    for name, kind in [(name, type(globals()[name])) for name in HYPERPARAMETERS]:  # the file's values too
+    for name, kind in kinds.items():  # the given values and the file's own, checked alike
         value, low = given.get(name, globals()[name]), LOWEST.get(name, -math.inf)  # whole: LOWEST's ints (sizes,
         whole = type(low) is int or name not in LOWEST and kind is int and value % 1 == 0  # counts), or a new int
         if kind in (int, float) and not low <= value < (2**31 if whole else math.inf) or whole and value % 1:

@@ -249,9 +249,9 @@ class SignalReachedPytest(Exception):
 
 
 def run_main(name, argv, monkeypatch=None, stop_after=None):
-    """main(argv) of a fresh module (ROOT/name.py, or the file at the Path name) in this process; with stop_after=k, a real SIGINT arrives while
-    training step k draws its batch (a guard turns it into a failed test if the script does not
-    catch it). Returns (exit code, stdout, stderr)."""
+    """main(argv) of a fresh module (ROOT/name.py, or the file at the Path name) in this process; with stop_after=k,
+    a real SIGINT arrives while training step k draws its batch (a guard turns it into a failed test if the script
+    does not catch it). Returns (exit code, stdout, stderr)."""
     module = load_script(name)
     if stop_after is not None:
         real_get_batch, calls = module.get_batch, []

@@ -4,13 +4,11 @@ import hashlib
 import io
 import os
 import pickle
-import resource
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch

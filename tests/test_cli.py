@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from conftest import (CHARACTER_SCRIPTS, GPT_SCRIPTS, ROOT, SCRIPTS, Forked, Started, load_script, run_main, run_script,
+from conftest import (CHARACTER_SCRIPTS, GPT_SCRIPTS, ROOT, SCRIPTS, Forked, load_script, run_main, run_script,
                       step_lines, tiny_args)
 
 BANNER = "# ---- the same in every script: command line, device, text, files"

@@ -5,7 +5,6 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
-import math
 import os
 import subprocess
 import sys

@@ -100,9 +100,9 @@ def arg(record, name):
 def data(record):  # the record's own name for its text, the project's (names/ has its own), a corpus by name, the path
     if record.get("data"):
         return record["data"]
-    own = {"names/": "names/names.txt", "micrograd/": "two moons, drawn by the script"}.get(
-        record["script"].split("/")[0] + "/" * ("/" in record["script"]), "input.txt")
-    path = arg(record, "data_path")
+    script, path = record["script"], arg(record, "data_path")
+    own = ("names/names.txt" if script.startswith("names/") else
+           "two moons, drawn by the script" if script.startswith("micrograd/") else "input.txt")
     return own if path is None else {"tinyshakespeare.txt": CLASSIC, "names.txt": LECTURE}.get(Path(path).name, path)
 
 
@@ -201,10 +201,10 @@ def draw(records, Figure):
         for i, run in enumerate(runs):
             n = sum(version(r) == version(run) for r in runs[:i])  # earlier runs of this version in the panel
             seconds, step, val_bits = zip(*bits_per_char(run))
+            label = (version(run) + (f", seed {arg(run, 'seed')}" if arg(run, "seed") else "")
+                     + (f", {run['label']}" if run.get("label") else ""))
             style = {"color": COLOURS[SERIES.index(version(run)) % len(COLOURS)], "linewidth": 1.2,
-                     "linestyle": ["-", "--", ":", "-."][n % 4], "label": version(run) + "".join(
-                         f", {part}" for part in (arg(run, "seed") and f"seed {arg(run, 'seed')}", run.get("label"))
-                         if part)}
+                     "linestyle": ["-", "--", ":", "-."][n % 4], "label": label}
             column[0].plot(step, val_bits, **style)
             column[1].plot(seconds, val_bits, **style)
         title = f"{'a CPU' if device == 'cpu' else device}: {', '.join(dict.fromkeys(map(data, runs)))}"
